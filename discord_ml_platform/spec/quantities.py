@@ -1,0 +1,57 @@
+"""Kubernetes resource quantities ("4Gi", "500m", "1.5") parsed and formatted without I/O."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
+            "k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9), "T": Decimal(10**12),
+            "P": Decimal(10**15), "E": Decimal(10**18)}
+# The grammar of k8s.io/apimachinery resource.Quantity (sign, number, optional suffix or exponent).
+_QUANTITY = re.compile(r"^(?P<num>[+-]?(\d+(\.\d*)?|\.\d+))(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$")
+
+
+class QuantityError(ValueError):
+    """A string is not a Kubernetes resource quantity."""
+
+
+def parse_quantity(value: str | int | float) -> Decimal:
+    """Return the value of a Kubernetes quantity in base units (bytes, cores).
+
+    Args:
+        value: e.g. ``"4Gi"``, ``"512Mi"``, ``"500m"``, ``"2"``, or a plain number.
+
+    Raises:
+        QuantityError: when ``value`` is not a quantity Kubernetes would accept.
+    """
+    if isinstance(value, (int, float)):
+        return Decimal(str(value))
+    match = _QUANTITY.match(value.strip())
+    if not match:
+        raise QuantityError(
+            f"{value!r} is not a Kubernetes quantity; use a number with an optional suffix "
+            "such as 512Mi, 4Gi, 500m or 2"
+        )
+    number = Decimal(match["num"])
+    suffix = match["suffix"] or ""
+    if suffix in _BINARY:
+        return number * _BINARY[suffix]
+    if suffix in _DECIMAL:
+        return number * _DECIMAL[suffix]
+    return number * (Decimal(10) ** int(suffix[1:]))
+
+
+def quantity_to_bytes(value: str | int | float) -> int:
+    """Parse a memory quantity and return whole bytes."""
+    return int(parse_quantity(value))
+
+
+def bytes_to_quantity(num_bytes: int) -> str:
+    """Format bytes as the largest exact binary quantity (``4Gi``, ``1536Mi``, ``1000``)."""
+    for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
+        unit = _BINARY[suffix]
+        if num_bytes and num_bytes % unit == 0:
+            return f"{num_bytes // unit}{suffix}"
+    return str(num_bytes)
