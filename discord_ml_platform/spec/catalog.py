@@ -7,9 +7,18 @@ document (see :func:`catalog_from_yaml`); reading that file is the caller's job.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from discord_ml_platform.spec.errors import ConfigError, format_validation_error
+from discord_ml_platform.spec.quantities import QuantityError, parse_quantity
+from discord_ml_platform.spec.yamldoc import load_mapping, reject_unknown_keys, require_mapping
+
+# Type names end up in worker group names (``gpu-<name>``) and label values: keep them DNS labels.
+_TYPE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 
 
 class Toleration(BaseModel):
@@ -44,6 +53,24 @@ class GpuType(BaseModel):
     max_gpus_per_node: int = Field(default=8, ge=0, description="Most GPUs one worker pod may hold.")
     hourly_price_usd: float = Field(ge=0, description="On-demand price per GPU-hour (per node-hour for CPU).")
 
+    @field_validator("name")
+    @classmethod
+    def _name_is_dns_label(cls, name: str) -> str:
+        if not _TYPE_NAME.match(name):
+            raise ValueError(
+                f"GPU type name {name!r} must be lowercase letters, digits and '-', at most 40 characters"
+            )
+        return name
+
+    @field_validator("memory_per_gpu")
+    @classmethod
+    def _memory_is_quantity(cls, value: str) -> str:
+        try:
+            parse_quantity(value)
+        except QuantityError as err:
+            raise ValueError(str(err)) from None
+        return value
+
     @property
     def has_gpus(self) -> bool:
         """True for accelerator pools."""
@@ -70,10 +97,14 @@ BUILTIN_GPU_TYPES: tuple[GpuType, ...] = (
     _nvidia("t4", "Tesla-T4", 16, 4, "16Gi", 0.53),
     _nvidia("l4", "NVIDIA-L4", 24, 8, "32Gi", 0.80),
     _nvidia("a10g", "NVIDIA-A10G", 24, 8, "32Gi", 1.01),
-    _nvidia("a100-40gb", "NVIDIA-A100-SXM4-40GB", 40, 12, "85Gi", 3.67),
-    _nvidia("a100-80gb", "NVIDIA-A100-SXM4-80GB", 80, 12, "120Gi", 5.12),
-    _nvidia("h100-80gb", "NVIDIA-H100-80GB-HBM3", 80, 24, "230Gi", 6.98),
-    _nvidia("h200-141gb", "NVIDIA-H200", 141, 24, "230Gi", 10.60),
+    # Per-GPU CPUs and memory of the 8-GPU pools leave room for the kubelet and daemonsets, so a
+    # worker with all 8 GPUs still fits the smallest common 8-GPU machine of the clouds (96 vCPUs
+    # and 633 GiB for A100 40GB, 192 vCPUs and 1743 GiB for H100): a pod asking for the whole
+    # node's CPUs would stay Pending forever.
+    _nvidia("a100-40gb", "NVIDIA-A100-SXM4-40GB", 40, 11, "72Gi", 3.67),
+    _nvidia("a100-80gb", "NVIDIA-A100-SXM4-80GB", 80, 11, "120Gi", 5.12),
+    _nvidia("h100-80gb", "NVIDIA-H100-80GB-HBM3", 80, 22, "200Gi", 6.98),
+    _nvidia("h200-141gb", "NVIDIA-H200", 141, 22, "230Gi", 10.60),
 )
 
 
@@ -111,3 +142,78 @@ class GpuCatalog(BaseModel):
 
 
 DEFAULT_CATALOG = GpuCatalog(types={t.name: t for t in BUILTIN_GPU_TYPES})
+
+
+CATALOG_KEYS = ("replace", "remove", "types")
+
+
+def catalog_from_mapping(data: Mapping[str, Any], base: GpuCatalog = DEFAULT_CATALOG, where: str = "catalog") -> GpuCatalog:
+    """Apply a parsed catalog document to ``base``; see :func:`catalog_from_yaml` for the format.
+
+    Args:
+        data: The parsed document.
+        base: The catalog that the document extends (ignored with ``replace: true``).
+        where: Path of the document for error messages (``"catalog"`` in a platform config).
+
+    Raises:
+        ConfigError: naming the key at fault.
+    """
+    reject_unknown_keys(data, CATALOG_KEYS, where)
+    replace = data.get("replace", False)
+    if not isinstance(replace, bool):
+        raise ConfigError(f"{where}.replace must be true or false, got {replace!r}")
+    remove = data.get("remove") or []
+    if not isinstance(remove, list) or not all(isinstance(n, str) for n in remove):
+        raise ConfigError(f"{where}.remove must be a list of GPU type names, got {remove!r}")
+    entries = require_mapping(data.get("types") or {}, f"{where}.types")
+
+    types: dict[str, GpuType] = {} if replace else dict(base.types)
+    for name in remove:
+        if name not in types:
+            raise ConfigError(f"{where}.remove: no GPU type {name!r} to remove (have: {', '.join(types) or 'none'})")
+        del types[name]
+    for name, entry in entries.items():
+        fields = require_mapping(entry if entry is not None else {}, f"{where}.types.{name}")
+        if fields.get("name", name) != name:
+            raise ConfigError(f"{where}.types.{name}.name is {fields['name']!r}; it must match its key or be left out")
+        # Extending an existing type changes only the fields given (e.g. a negotiated price).
+        previous = types.get(name)
+        merged = {**(previous.model_dump() if previous else {}), **fields, "name": name}
+        try:
+            types[name] = GpuType.model_validate(merged)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, f"{where}.types.{name}")) from None
+    if not types:
+        raise ConfigError(f"{where} leaves no GPU types; give at least one under {where}.types")
+    return GpuCatalog(types=types)
+
+
+def catalog_from_yaml(text: str, base: GpuCatalog = DEFAULT_CATALOG) -> GpuCatalog:
+    """Build the catalog in effect from a platform team's YAML document.
+
+    The document looks like::
+
+        replace: false          # true: `types` is the whole catalog; false: extend/override `base`
+        remove: [t4]            # optional: drop types of `base`
+        types:
+          h100-80gb:            # an existing type: only the given fields change
+            hourly_price_usd: 4.10
+          b200-180gb:           # a new type: all required fields
+            node_selector: {nvidia.com/gpu.product: NVIDIA-B200}
+            tolerations: [{key: nvidia.com/gpu}]
+            cpus_per_gpu: 28
+            memory_per_gpu: 250Gi
+            gpu_memory_gib: 180
+            hourly_price_usd: 12.0
+
+    Args:
+        text: The YAML text (callers read the file; this function does no I/O).
+        base: The catalog to extend; the built-in one by default.
+
+    Returns:
+        A new catalog; ``base`` is not modified.
+
+    Raises:
+        ConfigError: on bad YAML or an invalid entry, naming the key at fault.
+    """
+    return catalog_from_mapping(load_mapping(text, "catalog"), base)

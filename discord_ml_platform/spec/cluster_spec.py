@@ -16,6 +16,8 @@ from discord_ml_platform.spec.quantities import QuantityError, bytes_to_quantity
 
 RAY_VERSION = "2.60.0"
 DEFAULT_IMAGE = f"rayproject/ray:{RAY_VERSION}-py311-cpu"
+# The CPU image has no CUDA: a GPU pool left on the default image gets the GPU build instead.
+DEFAULT_GPU_IMAGE = f"rayproject/ray:{RAY_VERSION}-py311-gpu"
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # KubeRay derives pod and service names from the cluster name (``<name>-head-svc`` and
 # ``<name>-<group>-worker-<hash>``); 47 characters keeps those under the 63-character limit.
@@ -105,6 +107,8 @@ class ClusterSpec(BaseModel):
     def _fits_the_pool(self, info: ValidationInfo) -> ClusterSpec:
         gpu = catalog_from(info).get(self.gpu_type)
         if gpu.has_gpus:
+            if self.image == DEFAULT_IMAGE:
+                self.image = DEFAULT_GPU_IMAGE
             if self.gpus_per_worker < 1:
                 self.gpus_per_worker = 1
             if self.gpus_per_worker > gpu.max_gpus_per_node:

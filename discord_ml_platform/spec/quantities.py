@@ -55,3 +55,14 @@ def bytes_to_quantity(num_bytes: int) -> str:
         if num_bytes and num_bytes % unit == 0:
             return f"{num_bytes // unit}{suffix}"
     return str(num_bytes)
+
+
+def cpus_to_quantity(cpus: float | Decimal) -> str:
+    """Format a CPU count as a Kubernetes quantity: whole cores as ``"2"``, else millicores (``"500m"``).
+
+    Values are rounded to whole millicores, the finest unit Kubernetes keeps for CPU.
+    """
+    millis = int((Decimal(str(cpus)) * 1000).to_integral_value())
+    if millis <= 0:
+        raise QuantityError(f"CPU count must be positive, got {cpus!r}")
+    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"

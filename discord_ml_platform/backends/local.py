@@ -1,0 +1,351 @@
+"""The embedded ``local`` backend: a Ray cluster per run as real processes on this machine.
+
+Each cluster gets a head (``ray start --head --block``) and one ``ray start --block`` process per
+worker, every one in its own process group, with ports chosen free for this cluster (two clusters
+on one machine never collide), a temp dir of its own, ``RAY_AUTH_MODE`` set explicitly, and the
+project's Python first on ``PATH`` so job entrypoints import the project. A JSON record per
+cluster under the state dir lets other processes (the CLI, the dashboard, the sweeper) list and
+delete it. Deleting stops exactly the processes we started, never ``ray stop``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from discord_ml_platform.backends.base import (
+    ClusterEndpoints,
+    ClusterError,
+    ClusterHandle,
+    ClusterInfo,
+    ClusterNotReadyError,
+    PhaseCallback,
+    PhaseEvent,
+)
+from discord_ml_platform.backends.processes import free_ports, is_alive, port_accepts, tail, terminate_tree
+from discord_ml_platform.spec import ClusterSpec
+from discord_ml_platform.spec.labels import cluster_labels
+
+BACKEND_NAME = "local"
+# Ports every Ray node needs; all chosen free so parallel clusters do not collide on defaults
+# such as the dashboard agent's 52365 or the client server's 10001.
+_NODE_PORTS = (
+    "node-manager-port",
+    "object-manager-port",
+    "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port",
+    "runtime-env-agent-port",
+    "metrics-export-port",
+)
+_HEAD_PORTS = ("port", "dashboard-port", "ray-client-server-port")
+
+
+def default_state_dir() -> Path:
+    """Where cluster records live: ``$DMP_LOCAL_STATE_DIR`` or ``~/.dmp/local-clusters``."""
+    return Path(os.environ.get("DMP_LOCAL_STATE_DIR", Path.home() / ".dmp" / "local-clusters"))
+
+
+def ray_environment(auth_mode: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for Ray processes and clients: explicit auth mode, no usage stats, our Python first."""
+    env = dict(os.environ if base is None else base)
+    env["RAY_AUTH_MODE"] = auth_mode
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env.pop("RAY_ADDRESS", None)
+    # A job's entrypoint runs the `python` on the head's PATH: it must be this environment's.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def _short_temp_root() -> str:
+    # Ray puts Unix sockets under the temp dir (limit 107 bytes); macOS's $TMPDIR is too long.
+    return "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+
+
+def _ray_executable() -> str:
+    beside = Path(sys.executable).parent / "ray"
+    return str(beside) if beside.exists() else (shutil.which("ray") or "ray")
+
+
+@dataclass
+class LocalClusterRecord:
+    """What we know about one local cluster; persisted as JSON in the state dir."""
+
+    name: str
+    labels: dict[str, str]
+    created_at: str
+    desired_workers: int
+    temp_dir: str
+    log_dir: str
+    auth_mode: str
+    head_pid: int
+    gcs_port: int
+    dashboard_port: int
+    client_port: int
+    worker_pids: list[int] = field(default_factory=list)
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pids(self) -> list[int]:
+        """The head and worker launcher PIDs (each also leads its process group)."""
+        return [self.head_pid, *self.worker_pids]
+
+    def endpoints(self) -> ClusterEndpoints:
+        """Where the cluster listens."""
+        return ClusterEndpoints(
+            dashboard_url=f"http://127.0.0.1:{self.dashboard_port}",
+            gcs_address=f"127.0.0.1:{self.gcs_port}",
+            client_address=f"ray://127.0.0.1:{self.client_port}",
+        )
+
+
+class LocalBackend:
+    """Ray clusters as local processes; the default for laptops, CI and tests.
+
+    Args:
+        state_dir: where cluster records and logs are kept (default :func:`default_state_dir`).
+        auth_mode: value of ``RAY_AUTH_MODE`` for every process and client (Ray 2.60 turns token
+            auth on by itself when ``~/.ray/auth_token`` exists, so we always set it).
+        temp_root: parent of each cluster's Ray temp dir (default ``$DMP_RAY_TEMP_ROOT`` or
+            ``/tmp``); kept short because Ray puts Unix sockets below it.
+    """
+
+    name = BACKEND_NAME
+
+    def __init__(self, state_dir: Path | None = None, auth_mode: str = "disabled", temp_root: Path | None = None):
+        self.state_dir = Path(state_dir or default_state_dir())
+        self.auth_mode = auth_mode
+        self.temp_root = Path(temp_root or os.environ.get("DMP_RAY_TEMP_ROOT") or _short_temp_root())
+
+    # Records -------------------------------------------------------------------------------
+
+    def _record_path(self, name: str) -> Path:
+        return self.state_dir / f"{name}.json"
+
+    def _load(self, name: str) -> LocalClusterRecord | None:
+        try:
+            return LocalClusterRecord(**json.loads(self._record_path(name).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _save(self, record: LocalClusterRecord) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self._record_path(record.name)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(record), indent=2))
+        tmp.replace(path)  # atomic: a reader never sees half a record
+
+    def record(self, handle: ClusterHandle) -> LocalClusterRecord:
+        """The stored record of a cluster; raises ``ClusterError`` when unknown."""
+        record = self._load(handle.name)
+        if record is None:
+            raise ClusterError(f"no local cluster named {handle.name!r} in {self.state_dir}")
+        return record
+
+    # Protocol --------------------------------------------------------------------------------
+
+    def create(self, spec: ClusterSpec) -> ClusterHandle:
+        """Start the head, wait for its GCS port, then start the workers.
+
+        Idempotent: a cluster of the same name whose head still runs is returned as it is.
+        """
+        handle = ClusterHandle(spec.name, spec.namespace, self.name)
+        existing = self._load(spec.name)
+        if existing is not None:
+            if is_alive(existing.head_pid):
+                return handle
+            self.delete(handle)  # a dead leftover of the same name: clear it first
+        created = datetime.now(timezone.utc)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # No cluster name in it: Ray nests a 45-character session dir and socket names below, and
+        # Unix socket paths are limited to 107 bytes.
+        self.temp_root.mkdir(parents=True, exist_ok=True)
+        temp_dir = Path(tempfile.mkdtemp(prefix="dmp-", dir=self.temp_root))
+        log_dir = self.state_dir / "logs" / spec.name
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = ray_environment(self.auth_mode)
+        head_ports = dict(zip(_HEAD_PORTS + _NODE_PORTS, free_ports(len(_HEAD_PORTS) + len(_NODE_PORTS))))
+        head_cmd = [
+            _ray_executable(), "start", "--head", "--block", "--disable-usage-stats",
+            "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--include-dashboard", "true",
+            "--temp-dir", str(temp_dir),
+            "--num-cpus", str(max(1, math.ceil(spec.head_cpus))), "--num-gpus", "0",
+            "--object-store-memory", str(spec.object_store_bytes(spec.head_memory)),
+            *[arg for key, port in head_ports.items() for arg in (f"--{key}", str(port))],
+        ]
+        head = self._spawn(head_cmd, log_dir / "head.log", env)
+        record = LocalClusterRecord(
+            name=spec.name,
+            labels=cluster_labels(
+                name=spec.name, owner=spec.owner, team=spec.team, gpu_type=spec.gpu_type,
+                expires_at=spec.expires_at(created), run_id=spec.run_id, extra=spec.labels,
+            ),
+            created_at=created.isoformat(),
+            desired_workers=spec.workers,
+            temp_dir=str(temp_dir),
+            log_dir=str(log_dir),
+            auth_mode=self.auth_mode,
+            head_pid=head.pid,
+            gcs_port=head_ports["port"],
+            dashboard_port=head_ports["dashboard-port"],
+            client_port=head_ports["ray-client-server-port"],
+            spec=spec.model_dump(mode="json"),
+        )
+        self._save(record)  # saved before anything else can fail, so delete() finds the head
+        try:
+            self._wait_for_gcs(record, timeout_s=60)
+            for index in range(spec.workers):
+                record.worker_pids.append(self._start_worker(spec, record, index, env).pid)
+                self._save(record)
+        except BaseException:
+            self.delete(handle)
+            raise
+        return handle
+
+    def wait_ready(
+        self, handle: ClusterHandle, timeout_s: float = 120, on_phase: PhaseCallback | None = None
+    ) -> ClusterEndpoints:
+        """Wait for the dashboard, the Jobs API and every worker node; report each phase once."""
+        record = self.record(handle)
+        endpoints = record.endpoints()
+        deadline = time.monotonic() + timeout_s
+        reported: set[tuple[str, int]] = set()
+
+        def report(phase: str, message: str, ready: int) -> None:
+            if on_phase and (phase, ready) not in reported:
+                reported.add((phase, ready))
+                on_phase(PhaseEvent(phase, message, ready, record.desired_workers, datetime.now(timezone.utc)))
+
+        report("pending", f"starting Ray head with {record.desired_workers} worker(s)", 0)
+        head_up = False
+        while time.monotonic() < deadline:
+            self._raise_if_dead(record)
+            if not head_up:
+                head_up = _http_ok(f"{endpoints.dashboard_url}/api/version")
+                if head_up:
+                    report("head-ready", f"head ready, dashboard at {endpoints.dashboard_url}", 0)
+            if head_up:
+                ready = self._alive_workers(endpoints.dashboard_url)
+                if ready is not None:
+                    report("workers", f"workers {ready}/{record.desired_workers}", ready)
+                    if ready >= record.desired_workers and _http_ok(f"{endpoints.dashboard_url}/api/jobs/"):
+                        report("ready", "cluster ready", ready)
+                        return endpoints
+            time.sleep(0.2)
+        raise ClusterNotReadyError(
+            f"local cluster {handle.name!r} not ready after {timeout_s:.0f}s "
+            f"(head {'up' if head_up else 'not answering'}); head log:\n{tail(Path(record.log_dir) / 'head.log')}"
+        )
+
+    def endpoints(self, handle: ClusterHandle) -> ClusterEndpoints:
+        """Endpoints from the cluster's record."""
+        return self.record(handle).endpoints()
+
+    def list(self, label_selector: Mapping[str, str] | None = None) -> list[ClusterInfo]:
+        """Clusters with a record in the state dir whose labels match ``label_selector``."""
+        infos = []
+        for path in sorted(self.state_dir.glob("*.json")) if self.state_dir.exists() else []:
+            record = self._load(path.stem)
+            if record is None or any(record.labels.get(k) != v for k, v in (label_selector or {}).items()):
+                continue
+            alive_workers = sum(is_alive(pid) for pid in record.worker_pids)
+            status = "ready" if is_alive(record.head_pid) else "dead"
+            infos.append(
+                ClusterInfo(
+                    handle=ClusterHandle(record.name, record.spec.get("namespace", "local"), self.name),
+                    labels=record.labels,
+                    status=status,
+                    created_at=datetime.fromisoformat(record.created_at),
+                    desired_workers=record.desired_workers,
+                    ready_workers=alive_workers if status == "ready" else 0,
+                    endpoints=record.endpoints(),
+                    details={"spec": record.spec, "log_dir": record.log_dir},
+                )
+            )
+        return infos
+
+    def delete(self, handle: ClusterHandle, timeout_s: float = 60) -> None:
+        """Stop every process of the cluster (by PID, group and temp dir) and remove its files."""
+        record = self._load(handle.name)
+        if record is None:
+            return
+        # Everything gets SIGTERM at once; `ray start --block` then waits forever on children that
+        # are already gone, so whatever still runs after a short grace gets SIGKILL. A per-run
+        # cluster holds nothing that needs a graceful drain: the job was stopped and its outputs
+        # are on shared storage.
+        terminate_tree(record.pids, marker=record.temp_dir, grace_s=min(timeout_s, 2.0))
+        shutil.rmtree(record.temp_dir, ignore_errors=True)
+        self._record_path(handle.name).unlink(missing_ok=True)
+
+    # Helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _spawn(cmd: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with open(log_path, "ab") as log:
+            # Own session and process group: we stop exactly this tree, and a Ctrl-C aimed at the
+            # caller's terminal does not kill the cluster before our cleanup runs.
+            return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, start_new_session=True)
+
+    def _start_worker(
+        self, spec: ClusterSpec, record: LocalClusterRecord, index: int, env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
+        ports = dict(zip(_NODE_PORTS, free_ports(len(_NODE_PORTS))))
+        memory = spec.memory_per_worker or "1Gi"
+        cmd = [
+            _ray_executable(), "start", "--block", "--disable-usage-stats",
+            "--address", f"127.0.0.1:{record.gcs_port}", "--node-ip-address", "127.0.0.1",
+            "--num-cpus", str(max(1, math.ceil(spec.cpus_per_worker or 1))),
+            "--num-gpus", str(spec.gpus_per_worker),
+            "--object-store-memory", str(spec.object_store_bytes(memory)),
+            *[arg for key, port in ports.items() for arg in (f"--{key}", str(port))],
+        ]
+        return self._spawn(cmd, Path(record.log_dir) / f"worker-{index}.log", env)
+
+    def _wait_for_gcs(self, record: LocalClusterRecord, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not port_accepts("127.0.0.1", record.gcs_port):
+            self._raise_if_dead(record)
+            if time.monotonic() > deadline:
+                raise ClusterNotReadyError(f"GCS of {record.name!r} did not open port {record.gcs_port}")
+            time.sleep(0.1)
+
+    @staticmethod
+    def _raise_if_dead(record: LocalClusterRecord) -> None:
+        if not is_alive(record.head_pid):
+            raise ClusterNotReadyError(
+                f"Ray head of {record.name!r} exited; head log:\n{tail(Path(record.log_dir) / 'head.log')}"
+            )
+
+    @staticmethod
+    def _alive_workers(dashboard_url: str) -> int | None:
+        """Alive non-head nodes according to the dashboard, or None while it cannot tell."""
+        try:
+            with urllib.request.urlopen(f"{dashboard_url}/nodes?view=summary", timeout=2) as response:
+                summary = json.load(response)["data"]["summary"]
+        except (OSError, ValueError, KeyError):
+            return None
+        return sum(
+            1 for node in summary
+            if not node.get("raylet", {}).get("isHeadNode") and node.get("raylet", {}).get("state") == "ALIVE"
+        )
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return 200 <= response.status < 300
+    except (OSError, urllib.error.URLError):
+        return False

@@ -1,0 +1,159 @@
+"""Ray Jobs API helpers: submit, follow logs line by line, wait, stop. Nothing Dagster-specific."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
+
+
+class RayJobError(RuntimeError):
+    """A Ray job failed, was stopped, or could not be submitted."""
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a Ray job ended."""
+
+    job_id: str
+    status: str
+    message: str
+    duration_s: float
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the job's status is SUCCEEDED."""
+        return self.status == "SUCCEEDED"
+
+
+def job_client(dashboard_url: str, auth_mode: str = "disabled") -> JobSubmissionClient:
+    """A ``JobSubmissionClient`` for a cluster's dashboard, with Ray's auth mode set explicitly."""
+    # Ray 2.60 reads RAY_AUTH_MODE when building the client; without it a stray ~/.ray/auth_token
+    # turns token auth on against a cluster that has it off.
+    os.environ["RAY_AUTH_MODE"] = auth_mode
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(dashboard_url)
+
+
+def submit_job(
+    client: JobSubmissionClient,
+    entrypoint: str,
+    *,
+    runtime_env: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    submission_id: str | None = None,
+    entrypoint_num_cpus: float | None = None,
+) -> str:
+    """Submit ``entrypoint`` as a Ray job and return its submission id."""
+    try:
+        return client.submit_job(
+            entrypoint=entrypoint,
+            runtime_env=dict(runtime_env or {}),
+            metadata=dict(metadata or {}),
+            submission_id=submission_id,
+            entrypoint_num_cpus=entrypoint_num_cpus,
+        )
+    except Exception as err:  # the SDK raises bare RuntimeError/ConnectionError on any failure
+        raise RayJobError(f"could not submit Ray job {entrypoint!r}: {err}") from err
+
+
+class LogFollower:
+    """Follows a job's logs in a background thread and calls ``on_line`` for each complete line.
+
+    Lines arrive while the job runs (the Jobs API streams them over a websocket), not at the end.
+    """
+
+    def __init__(self, client: JobSubmissionClient, job_id: str, on_line: Callable[[str], None]):
+        self._client = client
+        self._job_id = job_id
+        self._on_line = on_line
+        self._thread = threading.Thread(target=self._run, name=f"ray-job-logs-{job_id}", daemon=True)
+        self.error: BaseException | None = None
+        self.lines = 0
+
+    def start(self) -> LogFollower:
+        """Start following."""
+        self._thread.start()
+        return self
+
+    def join(self, timeout_s: float) -> None:
+        """Wait for the stream to end (it ends by itself when the job reaches a terminal state)."""
+        self._thread.join(timeout_s)
+
+    @property
+    def running(self) -> bool:
+        """Whether the follower thread still runs."""
+        return self._thread.is_alive()
+
+    def _emit(self, line: str) -> None:
+        self.lines += 1
+        try:
+            self._on_line(line)
+        except Exception as err:  # a broken handler must not kill the stream
+            self.error = err
+
+    def _run(self) -> None:
+        async def follow() -> None:
+            pending = ""
+            async for chunk in self._client.tail_job_logs(self._job_id):
+                pending += chunk
+                *complete, pending = pending.split("\n")
+                for line in complete:
+                    self._emit(line)
+            if pending:
+                self._emit(pending)
+
+        try:
+            asyncio.run(follow())
+        except Exception as err:  # connection lost when the cluster goes away: record, don't raise
+            self.error = err
+
+
+def wait_for_job(
+    client: JobSubmissionClient,
+    job_id: str,
+    *,
+    timeout_s: float | None = None,
+    poll_s: float = 0.25,
+    should_continue: Callable[[], bool] | None = None,
+) -> JobOutcome:
+    """Poll until the job is terminal; raise ``TimeoutError`` after ``timeout_s``."""
+    started = time.monotonic()
+    while True:
+        info = client.get_job_info(job_id)
+        if info.status.is_terminal():
+            return JobOutcome(job_id, str(info.status.value), info.message or "", time.monotonic() - started)
+        if timeout_s is not None and time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"Ray job {job_id} still {info.status.value} after {timeout_s:.0f}s")
+        if should_continue is not None and not should_continue():
+            raise RayJobError(f"stopped waiting for Ray job {job_id}")
+        time.sleep(poll_s)
+
+
+def stop_job(client: JobSubmissionClient, job_id: str, *, wait_s: float = 30) -> str:
+    """Stop a job if it still runs and wait until it is terminal; return its final status."""
+    try:
+        client.stop_job(job_id)
+    except Exception:  # already finished or cluster gone: nothing to stop
+        pass
+    deadline = time.monotonic() + wait_s
+    status = "UNKNOWN"
+    while time.monotonic() < deadline:
+        try:
+            info = client.get_job_info(job_id)
+        except Exception:
+            return status
+        status = str(info.status.value)
+        if info.status.is_terminal():
+            return status
+        time.sleep(0.2)
+    return status

@@ -1,0 +1,72 @@
+"""Lifecycle of the local backend: real Ray processes started, listed, stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+
+from discord_ml_platform.backends import ClusterNotReadyError, PhaseEvent
+from discord_ml_platform.backends.local import LocalBackend
+from discord_ml_platform.backends.processes import is_alive
+from discord_ml_platform.spec import ClusterSpec
+from discord_ml_platform.spec.labels import OWNER, RUN_ID
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
+
+
+def test_cluster_with_a_worker_reaches_ready_reports_phases_and_is_fully_stopped(session_root):
+    backend = LocalBackend()
+    spec = ClusterSpec(name="lifecycle-one", workers=1, cpus_per_worker=1, memory_per_worker="1Gi",
+                       head_memory="1Gi", owner="Ada Lovelace <ada@example.com>", run_id="run-123")
+    phases: list[PhaseEvent] = []
+    handle = backend.create(spec)
+    try:
+        assert backend.create(spec) == handle  # idempotent while the head runs
+        endpoints = backend.wait_ready(handle, 180, phases.append)
+        names = [p.phase for p in phases]
+        assert names[0] == "pending" and names[-1] == "ready"
+        assert "head-ready" in names and phases[-1].ready_workers == 1 == phases[-1].desired_workers
+        with urllib.request.urlopen(f"{endpoints.dashboard_url}/nodes?view=summary", timeout=5) as response:
+            nodes = json.load(response)["data"]["summary"]
+        assert len(nodes) == 2
+        assert {n["raylet"]["resourcesTotal"].get("CPU") for n in nodes} == {1.0}
+        [info] = backend.list({RUN_ID: "run-123"})
+        assert info.status == "ready" and info.ready_workers == 1
+        assert info.labels[OWNER].startswith("Ada-Lovelace")
+        assert backend.list({RUN_ID: "another-run"}) == []
+        record = backend.record(handle)
+    finally:
+        backend.delete(handle)
+    assert not any(is_alive(pid) for pid in record.pids)
+    assert backend.list() == [] or all(i.handle.name != "lifecycle-one" for i in backend.list())
+    backend.delete(handle)  # deleting twice is not an error
+
+
+def test_two_clusters_run_side_by_side_on_distinct_ports(shared_cluster):
+    backend = LocalBackend()
+    spec = ClusterSpec(name="side-by-side", head_memory="1Gi")
+    handle = backend.create(spec)
+    try:
+        endpoints = backend.wait_ready(handle, 180)
+        assert endpoints.dashboard_url != shared_cluster.endpoints.dashboard_url
+        assert endpoints.gcs_address != shared_cluster.endpoints.gcs_address
+    finally:
+        backend.delete(handle)
+
+
+def test_a_head_that_dies_fails_with_its_log_and_leaves_nothing_behind():
+    backend = LocalBackend()
+    # An object store far beyond the machine's memory makes `ray start` exit at once.
+    spec = ClusterSpec(name="doomed-head", head_memory="1Gi", object_store_memory="100Ei")
+    handle = None
+    try:
+        with pytest.raises(ClusterNotReadyError, match="doomed-head") as raised:
+            handle = backend.create(spec)
+            backend.wait_ready(handle, 60)
+        assert "head log" in str(raised.value)
+    finally:
+        if handle is not None:
+            backend.delete(handle)
+    assert all(i.handle.name != "doomed-head" for i in backend.list())
