@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,6 +51,7 @@ _NODE_PORTS = (
     "metrics-export-port",
 )
 _HEAD_PORTS = ("port", "dashboard-port", "ray-client-server-port")
+MAX_WORKER_RESTARTS = 3
 
 
 def default_state_dir() -> Path:
@@ -230,8 +231,10 @@ class LocalBackend:
 
         report("pending", f"starting Ray head with {record.desired_workers} worker(s)", 0)
         head_up = False
+        restarts = 0
         while time.monotonic() < deadline:
             self._raise_if_dead(record)
+            restarts += self._restart_dead_workers(record, report, restarts)
             if not head_up:
                 head_up = _http_ok(f"{endpoints.dashboard_url}/api/version")
                 if head_up:
@@ -313,6 +316,27 @@ class LocalBackend:
             *[arg for key, port in ports.items() for arg in (f"--{key}", str(port))],
         ]
         return self._spawn(cmd, Path(record.log_dir) / f"worker-{index}.log", env)
+
+    def _restart_dead_workers(
+        self, record: LocalClusterRecord, report: Callable[[str, str, int], None], restarts_so_far: int
+    ) -> int:
+        """Start again any worker whose `ray start` exited (on a loaded machine a node can time out
+        joining); give up with its log after ``MAX_WORKER_RESTARTS`` in total."""
+        restarted = 0
+        for index, pid in enumerate(record.worker_pids):
+            if is_alive(pid):
+                continue
+            log = Path(record.log_dir) / f"worker-{index}.log"
+            if restarts_so_far + restarted >= MAX_WORKER_RESTARTS:
+                raise ClusterNotReadyError(
+                    f"worker {index} of {record.name!r} exited {MAX_WORKER_RESTARTS + 1} times; its log:\n{tail(log)}"
+                )
+            report("worker-restart", f"worker {index} exited while joining; starting it again", index)
+            spec = ClusterSpec.model_validate(record.spec)
+            record.worker_pids[index] = self._start_worker(spec, record, index, ray_environment(record.auth_mode)).pid
+            self._save(record)
+            restarted += 1
+        return restarted
 
     def _wait_for_gcs(self, record: LocalClusterRecord, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

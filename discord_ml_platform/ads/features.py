@@ -1,0 +1,150 @@
+"""From pandas frames to model input: ``encode_frame`` (numpy, once) and ``batch_from_frame``.
+
+Model input is a flat ``dict[str, Tensor]``:
+
+* ``<sparse feature>``: int64 ids, one per row for one-hot features, concatenated for multi-hot
+* ``<multi-hot feature>__offsets``: int64 start of each row's ids (``EmbeddingBag`` offsets)
+* ``dense``: float32 ``(rows, len(schema.dense))``, already ``(log1p(x) - shift) / scale``
+* ``label``: float32 ``(rows,)`` when the frame has labels
+
+A training loop encodes its shard once (:func:`encode_frame`) and then cuts batches by row index
+(:meth:`EncodedFrame.batch`), which gathers multi-hot lists vectorised instead of going back to
+pandas for every batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from discord_ml_platform.ads.data.world import gather_lists
+from discord_ml_platform.ads.schema import FeatureSchema
+
+OFFSETS_SUFFIX = "__offsets"
+DENSE_KEY = "dense"
+LABEL_KEY = "label"
+
+
+def list_column_arrays(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """CSR ``(offsets, values)`` of a list-of-ids column; nulls count as empty lists.
+
+    Accepts Arrow-backed list columns (what :func:`read_window` returns) and object columns of
+    lists or numpy arrays (what pandas or Ray Data may hand over).
+    """
+    if isinstance(column.dtype, pd.ArrowDtype):
+        arr = column.array.__arrow_array__()
+    else:
+        arr = pa.array(list(column), type=pa.list_(pa.int64()), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False)
+    offsets = np.zeros(len(arr) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    values = arr.flatten().to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return offsets, values
+
+
+def categorical_codes(column: pd.Series, vocabulary: tuple[str, ...]) -> np.ndarray:
+    """Map strings to ``1..len(vocabulary)``; unknown or missing values map to 0."""
+    codes = pd.Categorical(column.astype("string"), categories=list(vocabulary)).codes
+    return codes.astype(np.int64) + 1
+
+
+@dataclass
+class EncodedFrame:
+    """A frame's model inputs as numpy arrays; slice with :meth:`batch`.
+
+    Attributes:
+        num_rows: Rows in the frame.
+        one_hot: Ids per row of each one-hot feature.
+        multi_hot: ``(offsets, values)`` of each multi-hot feature.
+        dense: Transformed dense features, float32 ``(rows, features)``.
+        labels: Labels as float32, or None.
+    """
+
+    num_rows: int
+    one_hot: dict[str, np.ndarray]
+    multi_hot: dict[str, tuple[np.ndarray, np.ndarray]]
+    dense: np.ndarray
+    labels: np.ndarray | None
+
+    def batch(self, rows: np.ndarray | None = None, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """Tensors of the given rows (all rows by default).
+
+        Args:
+            rows: Row indices, in batch order.
+            device: Where to put the tensors.
+
+        Returns:
+            The model input dict described in the module docstring.
+        """
+        if rows is None:
+            rows = np.arange(self.num_rows)
+        out: dict[str, torch.Tensor] = {}
+        for name, ids in self.one_hot.items():
+            out[name] = torch.from_numpy(np.ascontiguousarray(ids[rows]))
+        for name, (offsets, values) in self.multi_hot.items():
+            batch_offsets, batch_values = gather_lists(offsets, values, rows)
+            out[name] = torch.from_numpy(batch_values)
+            out[name + OFFSETS_SUFFIX] = torch.from_numpy(batch_offsets[:-1].copy())
+        out[DENSE_KEY] = torch.from_numpy(np.ascontiguousarray(self.dense[rows]))
+        if self.labels is not None:
+            out[LABEL_KEY] = torch.from_numpy(np.ascontiguousarray(self.labels[rows]))
+        if device is not None:
+            out = {k: v.to(device, non_blocking=True) for k, v in out.items()}
+        return out
+
+
+def encode_frame(df: pd.DataFrame, schema: FeatureSchema) -> EncodedFrame:
+    """Turn a frame into numpy model inputs (ids, CSR lists, transformed dense features).
+
+    Args:
+        df: Rows with at least the schema's feature columns; labels are kept when present.
+        schema: The feature schema.
+
+    Returns:
+        The encoded frame.
+
+    Raises:
+        KeyError: a feature column is missing.
+    """
+    missing = [c for c in schema.feature_columns if c not in df.columns]
+    if missing:
+        raise KeyError(f"frame lacks feature columns {missing}")
+    one_hot: dict[str, np.ndarray] = {}
+    multi_hot: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for feature in schema.sparse:
+        column = df[feature.name]
+        if feature.kind == "multi_hot":
+            multi_hot[feature.name] = list_column_arrays(column)
+        elif feature.vocabulary is not None:
+            one_hot[feature.name] = categorical_codes(column, feature.vocabulary)
+        else:
+            # Negative or missing ids fold into row 0 of the (modulo-hashed) table.
+            one_hot[feature.name] = np.maximum(column.fillna(0).to_numpy(dtype=np.int64), 0)
+    dense = np.empty((len(df), len(schema.dense)), dtype=np.float32)
+    for j, feature in enumerate(schema.dense):
+        x = df[feature.name].to_numpy(dtype=np.float64, na_value=0.0)
+        dense[:, j] = (np.log1p(np.maximum(x, 0.0)) - feature.shift) / feature.scale
+    labels = None
+    if schema.label_column in df.columns:
+        labels = df[schema.label_column].to_numpy(dtype=np.float32)
+    return EncodedFrame(num_rows=len(df), one_hot=one_hot, multi_hot=multi_hot, dense=dense, labels=labels)
+
+
+def batch_from_frame(df: pd.DataFrame, schema: FeatureSchema) -> dict[str, torch.Tensor]:
+    """Model input tensors for every row of ``df`` (see the module docstring for the keys).
+
+    Args:
+        df: Rows with the schema's feature columns.
+        schema: The feature schema.
+
+    Returns:
+        A dict of CPU tensors.
+    """
+    return encode_frame(df, schema).batch()
