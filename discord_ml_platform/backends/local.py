@@ -310,6 +310,9 @@ class LocalBackend:
         cmd = [
             _ray_executable(), "start", "--block", "--disable-usage-stats",
             "--address", f"127.0.0.1:{record.gcs_port}", "--node-ip-address", "127.0.0.1",
+            # Nodes on one machine share the head's session dir; the head's log monitor already
+            # tails every file there, and a second one would publish each log line again.
+            "--include-log-monitor", "false",
             "--num-cpus", str(max(1, math.ceil(spec.cpus_per_worker or 1))),
             "--num-gpus", str(spec.gpus_per_worker),
             "--object-store-memory", str(spec.object_store_bytes(memory)),
