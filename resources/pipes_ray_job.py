@@ -159,8 +159,7 @@ class PipesRayJobClient(dg.PipesClient, dg.ConfigurableResource):
                             raise RayJobError(f"Ray job {job_id} exceeded job_timeout_s={self.job_timeout_s}")
                         else:
                             time.sleep(self.poll_interval_s)
-                # The log stream ends by itself once the job is terminal; wait for its last lines.
-                follower.join(timeout_s=30)
+                follower.finish()  # the job's last lines, without waiting for Ray to close the stream
             except BaseException:
                 final = stop_job(client, job_id, wait_s=30)
                 context.log.warning(f"stopped Ray job {job_id} (status {final}) because the step ended early")

@@ -77,6 +77,8 @@ class LogFollower:
         self._job_id = job_id
         self._on_line = on_line
         self._thread = threading.Thread(target=self._run, name=f"ray-job-logs-{job_id}", daemon=True)
+        self._lock = threading.Lock()
+        self._closed = False
         self.error: BaseException | None = None
         self.lines = 0
 
@@ -89,13 +91,43 @@ class LogFollower:
         """Wait for the stream to end (it ends by itself when the job reaches a terminal state)."""
         self._thread.join(timeout_s)
 
+    def finish(self, grace_s: float = 1.0) -> None:
+        """Deliver every remaining line of a finished job, without waiting for the stream to close.
+
+        Ray closes the log stream several seconds after a job ends. After ``grace_s`` we stop
+        taking lines from the stream and emit the rest from the job's complete log instead: logs
+        are append-only and the stream delivers them in order, so the lines not yet emitted are
+        exactly those after the first ``self.lines`` of the full log.
+        """
+        self._thread.join(grace_s)
+        if not self._thread.is_alive():
+            return
+        with self._lock:
+            self._closed = True
+            emitted = self.lines
+        try:
+            remaining = self._client.get_job_logs(self._job_id).split("\n")
+        except Exception as err:  # cluster gone: what was streamed is all we have
+            self.error = err
+            return
+        if remaining and remaining[-1] == "":
+            remaining.pop()
+        for line in remaining[emitted:]:
+            self._deliver(line)
+
     @property
     def running(self) -> bool:
         """Whether the follower thread still runs."""
         return self._thread.is_alive()
 
     def _emit(self, line: str) -> None:
-        self.lines += 1
+        with self._lock:
+            if self._closed:  # finish() took over; it emits this line from the full log
+                return
+            self.lines += 1
+        self._deliver(line)
+
+    def _deliver(self, line: str) -> None:
         try:
             self._on_line(line)
         except Exception as err:  # a broken handler must not kill the stream
