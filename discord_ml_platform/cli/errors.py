@@ -1,0 +1,207 @@
+"""Turn exceptions into messages a person can act on, and exit codes scripts can rely on.
+
+Exit codes: ``0`` success, ``1`` a runtime failure (cluster not ready, job failed, backend
+unreachable), ``2`` a usage or validation error (nothing was created), ``130`` interrupted.
+
+Heavy modules (pydantic, the spec layer, kubernetes) are imported only on the error path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEBUG_ENV = "DMP_DEBUG"
+
+
+class CliError(Exception):
+    """A failure with a message for the user, an optional hint, and an exit code.
+
+    Args:
+        message: What went wrong, in one or more lines.
+        hint: What to do about it (printed after the message).
+        exit_code: Process exit code; ``1`` unless a subclass says otherwise.
+    """
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageProblem(CliError):
+    """Bad input: a value out of range, an unknown name, a policy violation. Exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+
+# pydantic's wording -> the short form people read in a terminal.
+_REWRITES = (
+    (re.compile(r"^Input should be less than or equal to (.+)$"), r"must be <= \1"),
+    (re.compile(r"^Input should be greater than or equal to (.+)$"), r"must be >= \1"),
+    (re.compile(r"^Input should be less than (.+)$"), r"must be < \1"),
+    (re.compile(r"^Input should be greater than (.+)$"), r"must be > \1"),
+    (re.compile(r"^Input should be a valid integer.*$"), "must be a whole number"),
+    (re.compile(r"^Input should be a valid number.*$"), "must be a number"),
+    (re.compile(r"^String should match pattern '(.+)'$"), r"must match \1"),
+)
+_LEADING_FIELD = re.compile(r"^(?P<field>[a-z_]+)(=| )(?P<rest>.*)$")
+
+
+def _short(message: str) -> str:
+    message = message.removeprefix("Value error, ")
+    for pattern, replacement in _REWRITES:
+        if pattern.match(message):
+            return pattern.sub(replacement, message)
+    return message
+
+
+def _mentions(message: str, value: object) -> bool:
+    """Whether ``message`` already quotes ``value`` (``name 'My_Cluster' must be ...``)."""
+    return bool(re.search(rf"(?<![\w.]){re.escape(repr(value))}(?![\w.])", message))
+
+
+def flag_for(field: str, flags: Mapping[str, str]) -> str:
+    """The command-line flag for a model field (``memory_per_worker`` -> ``--memory``)."""
+    return flags.get(field) or "--" + field.replace("_", "-")
+
+
+def validation_lines(err: object, flags: Mapping[str, str]) -> list[str]:
+    """One ``--flag: problem (got value)`` line per problem of a pydantic ``ValidationError``.
+
+    Errors of model validators (no field location) that start with ``field=value`` are put under
+    that field's flag too, e.g. ``gpus_per_worker=9 does not fit a h100-80gb node``.
+    """
+    lines = []
+    for item in err.errors():  # type: ignore[attr-defined]
+        loc = [str(part) for part in item.get("loc", ()) if part != ""]
+        message = _short(item["msg"])
+        got = item.get("input")
+        if loc:
+            where = flag_for(loc[0], flags) + "".join(f".{p}" for p in loc[1:])
+            shown = item["type"] == "missing" or isinstance(got, dict) or _mentions(message, got)
+            suffix = "" if shown else f" (got {got!r})"
+            lines.append(f"{where}: {message}{suffix}")
+            continue
+        match = _LEADING_FIELD.match(message)
+        if match and match["field"] in flags:
+            lines.append(f"{flags[match['field']]}: {match['rest']}")
+        elif message.startswith("unknown gpu_type") and "gpu_type" in flags:
+            lines.append(f"{flags['gpu_type']}: {message}")
+        else:
+            lines.append(message)
+    return lines
+
+
+def policy_lines(err: object, flags: Mapping[str, str], typed: Mapping[str, str] | None = None) -> list[str]:
+    """One line per broken policy rule, named by its flag.
+
+    Args:
+        err: A ``PolicyViolation``.
+        flags: Field name -> flag.
+        typed: Field name -> what the user typed, shown instead of the parsed value (``--ttl 2d``).
+    """
+    lines = []
+    for violation in err.violations:  # type: ignore[attr-defined]
+        field = violation.field.split(".")[0]
+        value = (typed or {}).get(field, violation.value)
+        lines.append(f"{flag_for(field, flags)}: {value!r} is not allowed: {violation.allowed}")
+    return lines
+
+
+def explain(exc: BaseException) -> CliError:
+    """Map any exception to a ``CliError`` with a message, a hint and an exit code."""
+    if isinstance(exc, CliError):
+        return exc
+    name = type(exc).__name__
+    module = type(exc).__module__
+    if module.startswith("pydantic") and name == "ValidationError":
+        return UsageProblem("\n".join(validation_lines(exc, {})))
+
+    from discord_ml_platform.spec import ConfigError, PolicyViolation, QuantityError, UnknownGpuTypeError
+
+    if isinstance(exc, UnknownGpuTypeError):
+        return UsageProblem(f"--gpu-type: {exc}", hint="list the GPU types with: dmp gpus")
+    if isinstance(exc, PolicyViolation):
+        return UsageProblem("\n".join(policy_lines(exc, {})), hint="the platform policy is shown by: dmp gpus")
+    if isinstance(exc, QuantityError):
+        return UsageProblem(str(exc))
+    if isinstance(exc, ConfigError):
+        return UsageProblem(f"platform config: {exc}", hint="fix the file named by $DMP_PLATFORM_CONFIG")
+
+    from discord_ml_platform.backends.base import ClusterError, ClusterNotReadyError
+
+    if isinstance(exc, ClusterNotReadyError):
+        return CliError(str(exc), hint="inspect it with `dmp cluster get NAME`, remove it with `dmp cluster delete NAME`")
+    if isinstance(exc, ClusterError):
+        return CliError(str(exc))
+    if module.startswith("kubernetes") and name == "ApiException":
+        return _kubernetes_error(exc)
+    if name == "RayJobError" or isinstance(exc, TimeoutError):
+        return CliError(str(exc))
+    if isinstance(exc, (ConnectionError, OSError)) and not isinstance(exc, FileNotFoundError):
+        return CliError(f"connection failed: {exc}", hint="is the cluster or the Kubernetes API reachable?")
+    if isinstance(exc, FileNotFoundError):
+        return CliError(str(exc))
+    return CliError(
+        f"unexpected error: {name}: {exc}", hint=f"set {DEBUG_ENV}=1 for the full traceback"
+    )
+
+
+def _kubernetes_error(exc: BaseException) -> CliError:
+    status = getattr(exc, "status", None)
+    reason = getattr(exc, "reason", "") or ""
+    body = getattr(exc, "body", "") or ""
+    message = f"Kubernetes API answered {status} {reason}".strip()
+    try:
+        import json
+
+        detail = json.loads(body).get("message")
+    except (ValueError, AttributeError, TypeError):
+        detail = None
+    if detail:
+        message += f": {detail}"
+    hints = {
+        401: "your credentials were rejected: refresh the kubeconfig's token",
+        403: "you lack RBAC permission for RayClusters in this namespace: ask the platform team",
+        404: "the object or the ray.io/v1 CRDs are missing: is the KubeRay operator installed?",
+        409: "an object of that name exists already: pick another name or delete it first",
+        422: "the API server rejected the manifest: check it with --dry-run -o yaml",
+    }
+    return CliError(message, hint=hints.get(status or 0))
+
+
+def report(error: CliError) -> None:
+    """Print ``error`` (and its hint) to stderr, in colour on a terminal."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    lines = error.message.splitlines() or [""]
+    console.print(f"[bold red]error:[/] {escape(lines[0])}")
+    for line in lines[1:]:
+        console.print(f"  {escape(line)}")
+    if error.hint:
+        console.print(f"[yellow]hint:[/] {escape(error.hint)}")
+
+
+def handle(exc: BaseException) -> int:
+    """Report ``exc`` and return the exit code; re-raise with ``DMP_DEBUG=1`` for a traceback."""
+    if isinstance(exc, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    error = explain(exc)
+    if os.environ.get(DEBUG_ENV) and not isinstance(exc, CliError):
+        raise exc
+    report(error)
+    return error.exit_code

@@ -1,0 +1,271 @@
+"""``dmp run``: run the project's Dagster jobs in this process, against a persistent Dagster instance.
+
+The run is recorded in ``$DAGSTER_HOME`` (default ``./.dagster_home``, seeded with the project's
+``dagster.yaml``), so ``dagster dev`` shows it afterwards with its logs, metadata and metrics.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from datetime import date, datetime, timedelta, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from discord_ml_platform.cli.backend_choice import BackendOpt, ContextOpt, KubeconfigOpt, choose_backend
+from discord_ml_platform.cli.errors import CliError, UsageProblem, validation_lines
+from discord_ml_platform.cli.output import OutputFormat, OutputOpt, print_data, stderr, stdout
+from discord_ml_platform.cli.settings import complete_gpu_type
+
+JOB_NAME = "ad_relevance_training"
+CONFIG_FLAGS = {
+    "rows": "--rows",
+    "seed": "--seed",
+    "epochs": "--epochs",
+    "workers": "--workers",
+    "gpu_pool": "--gpu-type",
+    "gpus_per_worker": "--gpus-per-worker",
+    "cpus_per_worker": "--cpus",
+    "memory_per_worker": "--memory",
+    "model_name": "--model-name",
+    "batch_size": "--batch-size",
+    "learning_rate": "--learning-rate",
+    "window_days": "--window-days",
+}
+# Metadata keys the summary looks for, in order of preference, whatever asset reports them.
+METRIC_KEYS = {
+    "auc": ("auc", "val_auc", "test_auc", "holdout_auc"),
+    "ceiling_auc": ("ceiling_auc", "val_ceiling_auc"),
+    "logloss": ("logloss", "val_logloss", "test_logloss"),
+}
+
+app = typer.Typer(
+    help="Run the project's Dagster jobs in this process (recorded in $DAGSTER_HOME for `dagster dev`).",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def yesterday_utc() -> date:
+    """The last complete daily partition."""
+    return datetime.now(timezone.utc).date() - timedelta(days=1)
+
+
+def project_root() -> Path | None:
+    """The directory holding the ``pipelines`` package (and ``dagster.yaml``, ``workspace.yaml``)."""
+    spec = importlib.util.find_spec("pipelines")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))).resolve().parent
+
+
+def ensure_dagster_home() -> Path:
+    """``$DAGSTER_HOME``, or ``./.dagster_home`` seeded with the project's ``dagster.yaml``; exported."""
+    home = os.environ.get("DAGSTER_HOME")
+    path = Path(home).expanduser().resolve() if home else (Path.cwd() / ".dagster_home").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    root = project_root()
+    if not (path / "dagster.yaml").exists() and root is not None and (root / "dagster.yaml").exists():
+        shutil.copyfile(root / "dagster.yaml", path / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(path)  # Dagster wants an absolute path
+    return path
+
+
+def _partition(value: str | None) -> str:
+    if value is None:
+        return yesterday_utc().isoformat()
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise UsageProblem(f"--date: expected YYYY-MM-DD, got {value!r}") from None
+
+
+def _dagster_value(value: Any) -> Any:
+    # Dagster's config schema takes Python enums by member name (``CPU``), pydantic by value.
+    if isinstance(value, Enum):
+        return value.name
+    return value
+
+
+def build_run_config(window: dict[str, Any], training: dict[str, Any], scoring: dict[str, Any]) -> dict[str, Any]:
+    """Validate the op configs and return the run config of ``ad_relevance_training``.
+
+    Raises:
+        UsageProblem: one ``--flag: problem`` line per invalid value.
+    """
+    from pydantic import ValidationError
+
+    from pipelines.config import QuestsWindowConfig, ScoringConfig, TrainingConfig
+
+    configs = {}
+    problems: list[str] = []
+    for op, model, fields in (
+        ("quests_window", QuestsWindowConfig, window),
+        ("ad_relevance_model", TrainingConfig, training),
+        ("ad_relevance_scores", ScoringConfig, scoring),
+    ):
+        try:
+            validated = model.model_validate(fields)
+        except ValidationError as err:
+            problems += [line for line in validation_lines(err, CONFIG_FLAGS) if line not in problems]
+            continue
+        configs[op] = {key: _dagster_value(getattr(validated, key)) for key in fields}
+    if problems:
+        raise UsageProblem("\n".join(problems))
+    configs["ad_relevance_evaluation"] = configs["ad_relevance_model"]
+    return {
+        "ops": {op: {"config": config} for op, config in configs.items()},
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+    }
+
+
+def materializations(result: Any) -> dict[str, dict[str, Any]]:
+    """Metadata of each asset materialized by the run, as plain values, keyed by asset."""
+    found: dict[str, dict[str, Any]] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        values = {}
+        for key, entry in (materialization.metadata or {}).items():
+            value = getattr(entry, "value", entry)
+            values[key] = value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+        found.setdefault(materialization.asset_key.to_user_string(), {}).update(values)
+    return found
+
+
+def key_metrics(assets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """AUC, ceiling AUC and logloss (the evaluation's first, then any asset's), and rows scored."""
+    metrics: dict[str, Any] = {}
+    ordered = sorted(assets.items(), key=lambda item: "evaluation" not in item[0])
+    for name, keys in METRIC_KEYS.items():
+        metrics[name] = next((md[k] for _, md in ordered for k in keys if k in md), None)
+    scores = assets.get("ad_relevance_scores", {})
+    metrics["rows_scored"] = next((scores[k] for k in ("rows_scored", "rows", "num_rows") if k in scores), None)
+    return metrics
+
+
+def _failures(result: Any) -> list[str]:
+    lines = []
+    for event in result.get_step_failure_events():
+        error = getattr(event.step_failure_data, "error", None)
+        message = (getattr(error, "message", None) or str(error or "")).strip().splitlines()
+        lines.append(f"{event.step_key}: {message[0] if message else 'failed'}")
+    return lines
+
+
+@app.command(
+    "ad-relevance",
+    epilog=(
+        "Examples:\n\n"
+        "  dmp run ad-relevance                       (yesterday's partition, local Ray processes)\n\n"
+        "  dmp run ad-relevance --date 2026-03-01 --rows 20000 --epochs 1 --workers 1\n\n"
+        "  dmp run ad-relevance --backend kuberay --gpu-type a10g --gpus-per-worker 1 --workers 4 --memory 32Gi"
+    ),
+)
+def ad_relevance(
+    day: Annotated[str | None, typer.Option("--date", help="Daily partition YYYY-MM-DD (default: yesterday, UTC).")] = None,
+    rows: Annotated[int, typer.Option("--rows", help="Rows of the synthetic window when none has landed.")] = 40_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic data.")] = 7,
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 2,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Ray Train workers (cluster worker nodes).")] = 2,
+    gpu_type: Annotated[str, typer.Option("--gpu-type", "-g", autocompletion=complete_gpu_type, help="GPU pool of the workers.")] = "cpu",
+    gpus_per_worker: Annotated[int, typer.Option("--gpus-per-worker", help="GPUs per worker (0 on cpu).")] = 0,
+    cpus_per_worker: Annotated[float, typer.Option("--cpus", help="CPUs per worker.")] = 1,
+    memory: Annotated[str, typer.Option("--memory", "-m", help="Memory per worker (Kubernetes quantity).")] = "2Gi",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Per-worker training batch size.")] = 1024,
+    model_name: Annotated[str, typer.Option("--model-name", help="Model name (directory under the data root).")] = "ad-relevance",
+    output: OutputOpt = OutputFormat.table,
+    backend: BackendOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """Run the `ad_relevance_training` job for one day: data window, training, evaluation, batch scores.
+
+    Prints Dagster's progress, then the run id, the key metrics (AUC, ceiling AUC, logloss, rows scored) and where the model and the scores are. Exits 1 when the run fails.
+    """
+    partition = _partition(day)
+    choice = choose_backend(backend, kubeconfig, context)
+    # pipelines.definitions reads these when it is imported: set them first.
+    os.environ["DMP_BACKEND"] = choice.name
+    if choice.kubeconfig:
+        os.environ["DMP_KUBECONFIG"] = choice.kubeconfig
+    if choice.context:
+        os.environ["DMP_KUBE_CONTEXT"] = choice.context
+    home = ensure_dagster_home()
+    cluster = {"gpu_pool": gpu_type, "workers": workers, "gpus_per_worker": gpus_per_worker,
+               "cpus_per_worker": cpus_per_worker, "memory_per_worker": memory}
+    err = stderr()
+    err.print(f"[dim]loading the code location (backend {choice.name}, DAGSTER_HOME={home})[/]")
+    run_config = build_run_config(
+        {"generate_if_missing": True, "rows": rows, "seed": seed},
+        {**cluster, "model_name": model_name, "epochs": epochs, "batch_size": batch_size},
+        {**cluster, "model_name": model_name},
+    )
+
+    import dagster as dg
+
+    from pipelines.definitions import defs
+    from resources.storage import DataRootResource
+
+    job = defs.resolve_job_def(JOB_NAME)
+    if job.partitions_def is not None and not job.partitions_def.has_partition_key(partition):
+        raise UsageProblem(f"--date: {partition} is not a partition of {JOB_NAME} ({job.partitions_def})",
+                           hint=f"the latest complete day is {yesterday_utc().isoformat()}")
+    err.print(f"running {JOB_NAME} for {partition} on backend {choice.name} ...", markup=False)
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(partition_key=partition, run_config=run_config, instance=instance,
+                                        raise_on_error=False)
+    assets = materializations(result)
+    data_root = DataRootResource()
+    outputs = {
+        "model_dir": assets.get("ad_relevance_model", {}).get("model_dir") or str(data_root.model_dir(model_name, partition)),
+        "scores_dir": assets.get("ad_relevance_scores", {}).get("output_path") or str(data_root.scores_dir(model_name, partition)),
+    }
+    root = project_root()
+    workspace = root / "workspace.yaml" if root else Path("workspace.yaml")
+    summary = {
+        "run_id": result.run_id,
+        "success": result.success,
+        "partition": partition,
+        "backend": choice.name,
+        "metrics": key_metrics(assets),
+        "outputs": outputs,
+        "assets": assets,
+        "failures": _failures(result),
+        "dagster_home": str(home),
+        "ui": {"command": f"DAGSTER_HOME={home} dagster dev -w {workspace}", "path": f"/runs/{result.run_id}"},
+    }
+    if output in (OutputFormat.json, OutputFormat.yaml):
+        print_data(summary, output)
+    else:
+        _print_summary(summary)
+    if not result.success:
+        raise CliError(f"run {result.run_id} failed", hint="see the step errors above, or the run in the Dagster UI")
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    console = stdout()
+    state = "[green]succeeded[/]" if summary["success"] else "[red]FAILED[/]"
+    console.print(f"\nrun [bold]{summary['run_id']}[/] {state} ({escape(summary['partition'])}, backend {summary['backend']})")
+    for line in summary["failures"]:
+        console.print(f"  [red]✗[/] {escape(line)}")
+    metrics = summary["metrics"]
+
+    def fmt(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value))
+
+    console.print(
+        f"  AUC {fmt(metrics['auc'])}   ceiling AUC {fmt(metrics['ceiling_auc'])}   "
+        f"logloss {fmt(metrics['logloss'])}   rows scored {fmt(metrics['rows_scored'])}"
+    )
+    console.print(f"  model:  {escape(summary['outputs']['model_dir'])}")
+    console.print(f"  scores: {escape(summary['outputs']['scores_dir'])}")
+    console.print(f"  look at it: {escape(summary['ui']['command'])}")
+    console.print(f"              then open http://localhost:3000{summary['ui']['path']}")
+    sys.stdout.flush()
