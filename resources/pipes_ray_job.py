@@ -10,8 +10,10 @@ logged as it arrives.
 
 from __future__ import annotations
 
+import logging
 import queue
 import time
+import warnings
 from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -34,6 +36,8 @@ from discord_ml_platform.jobs import (
 from resources.ray_cluster import RunningCluster
 
 EPOCH_METRICS = "epoch_metrics"
+# `expected_writer_count` is a preview API that Dagster itself calls on every reader.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*expected_writer_count.*")
 
 
 class RayJobLogMessageReader(PipesMessageReader):

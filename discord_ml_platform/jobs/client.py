@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -41,6 +42,9 @@ def job_client(dashboard_url: str, auth_mode: str = "disabled") -> JobSubmission
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from ray.job_submission import JobSubmissionClient
 
+    # The SDK logs every websocket close at INFO on its own handler; that is noise in a CLI or
+    # a Dagster run, whose job outcome we report ourselves.
+    logging.getLogger("ray.dashboard.modules.job.sdk").setLevel(logging.WARNING)
     return JobSubmissionClient(dashboard_url)
 
 
