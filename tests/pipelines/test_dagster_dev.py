@@ -1,0 +1,96 @@
+"""`dagster dev -w workspace.yaml` serves the code location, and a run launched the way the
+Launchpad launches it (GraphQL, edited config, queued coordinator + daemon) succeeds."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from discord_ml_platform.backends.local import LocalBackend
+from discord_ml_platform.backends.processes import free_ports, terminate_tree
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
+ROOT = Path(__file__).resolve().parents[2]
+
+LOCATION_QUERY = """
+query {
+  repositoriesOrError {
+    ... on RepositoryConnection {
+      nodes { name jobs { name } schedules { name cronSchedule } sensors { name } assetNodes { assetKey { path } } }
+    }
+  }
+}
+"""
+
+
+@pytest.fixture
+def dagster_dev(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    [port] = free_ports(1)
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    log = open(tmp_path / "dagster-dev.log", "w")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "dagster-dev.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        yield port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        terminate_tree([process.pid], grace_s=5)
+        log.close()
+
+
+def test_launchpad_run_with_edited_config_succeeds(dagster_dev):
+    from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=dagster_dev)
+    deadline = time.monotonic() + 120
+    while True:  # the code location loads in the background after the server answers
+        try:
+            result = client._execute(LOCATION_QUERY)
+            [repo] = result["repositoriesOrError"]["nodes"]
+            break
+        except (DagsterGraphQLClientError, KeyError, ValueError, TypeError):
+            assert time.monotonic() < deadline, "code location did not load"
+            time.sleep(1)
+    assert {"ad_relevance_training", "ad_relevance_batch_scoring", "platform_smoke_test"} <= {j["name"] for j in repo["jobs"]}
+    assert [s["name"] for s in repo["schedules"]] == ["ad_relevance_daily_retrain"]
+    assert "new_quests_window_sensor" in {s["name"] for s in repo["sensors"]}
+    assets = {"/".join(a["assetKey"]["path"]) for a in repo["assetNodes"]}
+    assert {"quests_window", "ad_relevance_model", "ad_relevance_evaluation", "ad_relevance_scores"} <= assets
+
+    run_id = client.submit_job_execution(
+        "platform_smoke_test",
+        run_config={"ops": {"platform_smoke": {"config": {"tasks": 6}}}},
+        tags={"dmp/gpu-pool": "cpu"},
+    )
+    deadline = time.monotonic() + 240
+    status = None
+    while time.monotonic() < deadline:
+        status = client.get_run_status(run_id).value
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        time.sleep(1)
+    assert status == "SUCCESS"
+    assert LocalBackend().list() == []
