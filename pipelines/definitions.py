@@ -15,6 +15,7 @@ from pipelines.jobs import ad_relevance_batch_scoring, ad_relevance_training, pl
 from pipelines.schedules import ad_relevance_daily_retrain
 from pipelines.sensors import new_quests_window_sensor
 from resources import PipesRayJobClient, RayClusterResource
+from resources.cleanup import build_cluster_cleanup_sensor
 from resources.storage import DataRootResource
 
 
@@ -37,10 +38,14 @@ def build_resources() -> dict[str, object]:
     }
 
 
+resources = build_resources()
+# Deletes clusters whose run is gone or finished, or whose expiry passed (a killed process).
+ray_cluster_cleanup_sensor = build_cluster_cleanup_sensor(backend_factory=resources["ray_cluster"].build_backend)
+
 defs = dg.Definitions(
     assets=[*AD_RELEVANCE_ASSETS, platform_smoke],
     jobs=[ad_relevance_training, ad_relevance_batch_scoring, platform_smoke_test],
     schedules=[ad_relevance_daily_retrain],
-    sensors=[new_quests_window_sensor],
-    resources=build_resources(),
+    sensors=[new_quests_window_sensor, ray_cluster_cleanup_sensor],
+    resources=resources,
 )

@@ -104,7 +104,8 @@ class RayClusterResource(dg.ConfigurableResource):
 
             return get_backend("local", state_dir=Path(self.local_state_dir) if self.local_state_dir else None,
                                auth_mode=self.ray_auth_mode)
-        return get_backend("kuberay", kubeconfig=self.kubeconfig, context=self.kube_context)
+        # Namespace-scoped: the run pods' Role grants list/watch in the Ray namespace only.
+        return get_backend("kuberay", kubeconfig=self.kubeconfig, context=self.kube_context, namespace=self.namespace)
 
     @contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Generator[RayClusterResource, None, None]:

@@ -48,6 +48,14 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 64
     allow_reuse_address = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that resets an idle keep-alive connection (a stopped watch) is not an error.
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class ApiServer:
     """The sandbox API server.
