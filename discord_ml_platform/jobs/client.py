@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
 
 
+AGENT_WAIT_S = 60
+
+
 class RayJobError(RuntimeError):
     """A Ray job failed, was stopped, or could not be submitted."""
 
@@ -34,8 +37,13 @@ class JobOutcome:
         return self.status == "SUCCEEDED"
 
 
-def job_client(dashboard_url: str, auth_mode: str = "disabled") -> JobSubmissionClient:
-    """A ``JobSubmissionClient`` for a cluster's dashboard, with Ray's auth mode set explicitly."""
+def job_client(dashboard_url: str, auth_mode: str = "disabled", connect_timeout_s: float = 30) -> JobSubmissionClient:
+    """A ``JobSubmissionClient`` for a cluster's dashboard, with Ray's auth mode set explicitly.
+
+    The client checks the dashboard when built; a busy head (a just-started cluster on a loaded
+    machine) can refuse that for a moment, so connection errors are retried for
+    ``connect_timeout_s``.
+    """
     # Ray 2.60 reads RAY_AUTH_MODE when building the client; without it a stray ~/.ray/auth_token
     # turns token auth on against a cluster that has it off.
     os.environ["RAY_AUTH_MODE"] = auth_mode
@@ -45,7 +53,16 @@ def job_client(dashboard_url: str, auth_mode: str = "disabled") -> JobSubmission
     # The SDK logs every websocket close at INFO on its own handler; that is noise in a CLI or
     # a Dagster run, whose job outcome we report ourselves.
     logging.getLogger("ray.dashboard.modules.job.sdk").setLevel(logging.WARNING)
-    return JobSubmissionClient(dashboard_url)
+    deadline = time.monotonic() + connect_timeout_s
+    delay = 0.25
+    while True:
+        try:
+            return JobSubmissionClient(dashboard_url)
+        except ConnectionError:
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def submit_job(
@@ -57,17 +74,27 @@ def submit_job(
     submission_id: str | None = None,
     entrypoint_num_cpus: float | None = None,
 ) -> str:
-    """Submit ``entrypoint`` as a Ray job and return its submission id."""
-    try:
-        return client.submit_job(
-            entrypoint=entrypoint,
-            runtime_env=dict(runtime_env or {}),
-            metadata=dict(metadata or {}),
-            submission_id=submission_id,
-            entrypoint_num_cpus=entrypoint_num_cpus,
-        )
-    except Exception as err:  # the SDK raises bare RuntimeError/ConnectionError on any failure
-        raise RayJobError(f"could not submit Ray job {entrypoint!r}: {err}") from err
+    """Submit ``entrypoint`` as a Ray job and return its submission id.
+
+    A just-started head answers before its job agent has registered ("No available agent to
+    submit job"); nothing was submitted then, so that answer alone is retried for
+    ``AGENT_WAIT_S`` seconds.
+    """
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            return client.submit_job(
+                entrypoint=entrypoint,
+                runtime_env=dict(runtime_env or {}),
+                metadata=dict(metadata or {}),
+                submission_id=submission_id,
+                entrypoint_num_cpus=entrypoint_num_cpus,
+            )
+        except Exception as err:  # the SDK raises bare RuntimeError/ConnectionError on any failure
+            if "No available agent" in str(err) and time.monotonic() < deadline:
+                time.sleep(0.5)
+                continue
+            raise RayJobError(f"could not submit Ray job {entrypoint!r}: {err}") from err
 
 
 class LogFollower:
