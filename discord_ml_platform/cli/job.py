@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 import sys
@@ -30,7 +31,7 @@ app = typer.Typer(
 
 ClusterOpt = Annotated[str, typer.Option("--cluster", "-c", help="Name of the cluster the job runs on.")]
 NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace of the cluster (default: wherever it is).")]
-JobArg = Annotated[str, typer.Argument(help="Submission id (raysubmit_...) or job id.")]
+JobArg = Annotated[str, typer.Argument(help="Submission id (dmp-..., raysubmit_...) or job id.")]
 STREAM_GRACE_S = 1.0
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 JOB_COLUMNS = (
@@ -188,15 +189,25 @@ def submit(
     backend: BackendOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
+    rayjob: Annotated[bool, typer.Option("--rayjob", help="Submit as a KubeRay RayJob named --cluster: KubeRay creates "
+                                         "the cluster, runs the command and deletes the cluster after it.")] = False,
+    ttl_seconds: Annotated[int, typer.Option("--ttl-seconds", min=0, help="--rayjob: seconds the cluster is kept after the job.")] = 60,
+    deadline_seconds: Annotated[int | None, typer.Option("--deadline-seconds", min=1, help="--rayjob: KubeRay stops the job after this many seconds.")] = 6 * 3600,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="--rayjob: print the RayJob instead of creating it.")] = False,
 ) -> None:
     """Run a command as a Ray job on a cluster, streaming its logs; exit 0 only if it SUCCEEDED.
 
     With -o json the logs go to stderr and stdout holds one JSON object with the outcome.
+    With --rayjob the cluster is KubeRay's to create and delete (see docs/rayjob-mode.md).
     """
     from discord_ml_platform.jobs import LogFollower, submit_job, wait_for_job
 
     entrypoint = entrypoint_of(command or [])
     env_spec = load_runtime_env(runtime_env, working_dir, env or [])
+    if rayjob:
+        _submit_rayjob(cluster, namespace or "ray", entrypoint, env_spec, submission_id, ttl_seconds, deadline_seconds,
+                       dry_run=dry_run, no_wait=no_wait, output=output, kubeconfig=kubeconfig, context=context)
+        return
     client = cluster_client(cluster, namespace, backend, kubeconfig, context)
     job_id = submit_job(
         client, entrypoint, runtime_env=env_spec, submission_id=submission_id,
@@ -242,7 +253,73 @@ def submit(
         raise typer.Exit(1)
 
 
-@app.command("logs", epilog="Examples:\n\n  dmp job logs raysubmit_abc --cluster my-exp\n\n  dmp job logs raysubmit_abc -c my-exp --follow")
+def _submit_rayjob(name: str, namespace: str, entrypoint: str, runtime_env: dict[str, Any], submission_id: str | None,
+                   ttl_seconds: int, deadline_seconds: int | None, *, dry_run: bool, no_wait: bool,
+                   output: OutputFormat, kubeconfig: str | None, context: str | None) -> None:
+    """``dmp job submit --rayjob``: create a RayJob (head-only cluster of the defaults) and follow it."""
+    from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs, RayJobState, rayjob_submission_id
+    from discord_ml_platform.jobs import LogFollower, job_client
+    from discord_ml_platform.spec import ClusterSpec
+    from discord_ml_platform.backends.kuberay import load_platform_config
+    from discord_ml_platform.spec.render import manifests_to_yaml, render_rayjob
+
+    spec = ClusterSpec(name=name, namespace=namespace, owner=default_owner())
+    cfg = load_platform_config()
+    manifest = render_rayjob(spec, entrypoint=entrypoint, runtime_env=runtime_env or None,
+                             submission_id=submission_id or rayjob_submission_id(name),
+                             ttl_seconds_after_finished=ttl_seconds, active_deadline_seconds=deadline_seconds,
+                             job_metadata={"submitted_by": default_owner()}, catalog=cfg.catalog, policy=cfg.policy,
+                             created_at=datetime.now(timezone.utc))
+    if dry_run:
+        sys.stdout.write(manifests_to_yaml([manifest]))
+        return
+    import ray.job_submission  # noqa: F401 - slow to import: not while the job's short TTL runs
+
+    with KubeRayJobs(kubeconfig, context, namespace=namespace, platform_config=cfg) as jobs:
+        jobs.create(manifest)
+        scripted = output in (OutputFormat.json, OutputFormat.yaml)
+        if no_wait:
+            print_data({"rayjob": name, "namespace": namespace, "job_id": manifest["spec"]["jobId"]}, output) \
+                if scripted else print(name, flush=True)
+            return
+        stderr().print(f"[dim]created RayJob {namespace}/{name}; following it (Ctrl-C detaches, KubeRay keeps it)[/]")
+        printer = LogPrinter(sys.stderr if scripted else sys.stdout)
+        follower: LogFollower | None = None
+        last = None
+        seen = state = RayJobState(name, namespace)
+        try:
+            for state in jobs.follow(name, 0.5):
+                seen = state if state.exists else seen
+                if state.phase() != last:
+                    last = state.phase()
+                    stderr().print(f"[dim]{state.describe()}[/]")
+                if follower is None and state.submitted:
+                    try:
+                        follower = LogFollower(job_client(state.dashboard_url, ray_auth_mode()), state.job_id,
+                                               printer.line).start()
+                    except Exception as err:  # dashboard busy or already gone (short job, short TTL)
+                        stderr().print(f"[yellow]cannot follow the job's logs yet: {err}[/]")
+        except KeyboardInterrupt:
+            raise CliError(f"detached from RayJob {name}; KubeRay keeps running it",
+                           hint=f"delete it with `kubectl delete rayjob -n {namespace} {name}`",
+                           exit_code=EXIT_INTERRUPTED) from None
+        if follower is not None:
+            follower.join(STREAM_GRACE_S)
+        if follower is None or follower.running or follower.error is not None:
+            if seen.dashboard_url and seen.job_id:
+                with contextlib.suppress(Exception):
+                    printer.finish(job_client(seen.dashboard_url, ray_auth_mode()).get_job_logs(seen.job_id))
+    result = {"rayjob": name, "namespace": namespace, "job_id": state.job_id, "deployment_status":
+              state.deployment_status, "status": state.job_status, "reason": state.reason, "message": state.message}
+    if scripted:
+        print_data(result, output)
+    else:
+        stderr().print(("[green]" if state.succeeded else "[red]") + state.describe() + "[/]")
+    if not state.succeeded:
+        raise typer.Exit(1)
+
+
+@app.command("logs", epilog="Examples:\n\n  dmp job logs dmp-3f2a9c --cluster my-exp\n\n  dmp job logs dmp-3f2a9c -c my-exp --follow")
 def logs(
     job: JobArg,
     cluster: ClusterOpt,
@@ -272,7 +349,7 @@ def logs(
         raise CliError(f"log stream of {job} failed: {follower.error}")
 
 
-@app.command("status", epilog="Examples:\n\n  dmp job status raysubmit_abc --cluster my-exp\n\n  dmp job status raysubmit_abc -c my-exp -o json")
+@app.command("status", epilog="Examples:\n\n  dmp job status dmp-3f2a9c --cluster my-exp\n\n  dmp job status dmp-3f2a9c -c my-exp -o json")
 def status(
     job: JobArg,
     cluster: ClusterOpt,
@@ -294,7 +371,7 @@ def status(
             print(f"{key.replace('_', ' ')}: {record[key]}")
 
 
-@app.command("stop", epilog="Example:\n\n  dmp job stop raysubmit_abc --cluster my-exp")
+@app.command("stop", epilog="Example:\n\n  dmp job stop dmp-3f2a9c --cluster my-exp")
 def stop(
     job: JobArg,
     cluster: ClusterOpt,

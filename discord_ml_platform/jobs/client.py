@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -76,11 +77,14 @@ def submit_job(
 ) -> str:
     """Submit ``entrypoint`` as a Ray job and return its submission id.
 
-    A just-started head answers before its job agent has registered ("No available agent to
-    submit job"); nothing was submitted then, so that answer alone is retried for
-    ``AGENT_WAIT_S`` seconds.
+    Idempotent under retries: the submission id is chosen here, so when a busy head drops the
+    connection mid-request we can submit again and treat "already exists" as the first attempt
+    having landed. A just-started head also answers before its job agent has registered ("No
+    available agent to submit job"); both are retried for ``AGENT_WAIT_S`` seconds.
     """
+    submission_id = submission_id or f"dmp-{uuid.uuid4().hex[:20]}"
     deadline = time.monotonic() + AGENT_WAIT_S
+    retried = False
     while True:
         try:
             return client.submit_job(
@@ -91,7 +95,12 @@ def submit_job(
                 entrypoint_num_cpus=entrypoint_num_cpus,
             )
         except Exception as err:  # the SDK raises bare RuntimeError/ConnectionError on any failure
-            if "No available agent" in str(err) and time.monotonic() < deadline:
+            text = str(err)
+            if retried and "already exists" in text:
+                return submission_id  # an earlier attempt landed before its answer was lost
+            transient = "No available agent" in text or "Connection aborted" in text or isinstance(err, ConnectionError)
+            if transient and time.monotonic() < deadline:
+                retried = True
                 time.sleep(0.5)
                 continue
             raise RayJobError(f"could not submit Ray job {entrypoint!r}: {err}") from err

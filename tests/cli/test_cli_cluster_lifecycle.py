@@ -95,7 +95,7 @@ def test_job_working_dir_runtime_env_and_json_outcome(cli_target, cluster, tmp_p
 
 def test_no_wait_status_stop_and_list(cli_target, cluster):
     job_id = cli_target.ok("job", "submit", "-c", NAME, "--no-wait", "--", "python", "-c", "import time; time.sleep(120)").stdout.strip()
-    assert job_id.startswith("raysubmit_")
+    assert job_id.startswith("dmp-")  # ids are chosen client-side so retried submissions stay idempotent
     status = cli_target.json("job", "status", job_id, "--cluster", NAME)
     assert status["status"] in ("PENDING", "RUNNING")
     stopped = cli_target.ok("job", "stop", job_id, "--cluster", NAME, timeout=90)
