@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from discord_ml_platform.cli import cluster, gpus, job, run, sandbox
+from discord_ml_platform.cli import cluster, gpus, job, run, sandbox, xray
 from discord_ml_platform.cli.errors import handle
 
 
@@ -48,6 +48,7 @@ app.add_typer(job.app, name="job")
 app.command("gpus", epilog=gpus.EPILOG)(gpus.gpus)
 app.add_typer(run.app, name="run")
 app.add_typer(sandbox.app, name="sandbox")
+app.command("xray", epilog=xray.EPILOG)(xray.xray)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+"""The X-Ray FastAPI application: ``create_app(settings, backends)``.
+
+Serve it with ``dmp xray`` (uvicorn), or in tests with any ASGI client::
+
+    app = create_app(XRaySettings(token="..."), {"local": get_backend("local")})
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from discord_ml_platform.backends import ClusterBackend
+from discord_ml_platform.xray.api import build_api
+from discord_ml_platform.xray.context import XRayContext
+from discord_ml_platform.xray.notebooks import NotebookLauncher, NotebookManager
+from discord_ml_platform.xray.pages import build_pages
+from discord_ml_platform.xray.security import SecurityHeaders
+from discord_ml_platform.xray.service import ClusterService
+from discord_ml_platform.xray.settings import XRaySettings
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def default_launchers(backends: Mapping[str, ClusterBackend], settings: XRaySettings) -> dict[str, NotebookLauncher]:
+    """JupyterLab as a local process for ``local``, as a pod beside the cluster for ``kuberay``."""
+    from discord_ml_platform.xray.notebook_local import LocalProcessLauncher
+
+    launchers: dict[str, NotebookLauncher] = {}
+    for name, backend in backends.items():
+        if name == "kuberay":
+            from discord_ml_platform.xray.notebook_pod import PodNotebookLauncher
+
+            launchers[name] = PodNotebookLauncher(backend, settings.notebook_image, settings.platform_config)
+        else:
+            launchers[name] = LocalProcessLauncher(settings.state_dir / "notebook-work",
+                                                   auth_mode=settings.ray_auth_mode)
+    return launchers
+
+
+def create_app(
+    settings: XRaySettings,
+    backends: Mapping[str, ClusterBackend],
+    launchers: Mapping[str, NotebookLauncher] | None = None,
+    *,
+    run_reaper: bool = True,
+) -> FastAPI:
+    """Build the dashboard.
+
+    Args:
+        settings: Token, Dagster URL, refresh and notebook settings.
+        backends: Backends by name; each key must be the backend's ``name`` (``local``, ``kuberay``).
+        launchers: Notebook launcher per backend name; default :func:`default_launchers`.
+        run_reaper: Run the notebook reaper while the app is up (lifespan).
+
+    Returns:
+        The FastAPI app: pages at ``/``, the API under ``/api`` (OpenAPI at ``/api/openapi.json``,
+        Swagger UI at ``/api/docs``), assets under ``/static``.
+    """
+    service = ClusterService(backends, settings)
+    notebooks = NotebookManager(settings.state_dir, launchers if launchers is not None
+                                else default_launchers(backends, settings), settings.notebook_idle_timeout_s)
+    ctx = XRayContext(settings=settings, service=service, notebooks=notebooks)
+
+    def live_clusters() -> set[str] | None:
+        infos, errors = service.infos()
+        return None if errors else {f"{i.handle.backend}/{i.handle.namespace}/{i.handle.name}" for i in infos}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if run_reaper:
+            notebooks.start_reaper(live_clusters, settings.reaper_interval_s)
+        try:
+            yield
+        finally:
+            notebooks.stop_reaper()
+
+    app = FastAPI(
+        title="X-Ray",
+        summary="Every Ray cluster of the ML platform: owner, hardware, health, cost; notebooks on them.",
+        version="1.0",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.xray = ctx
+    app.add_middleware(SecurityHeaders)
+    app.include_router(build_api(ctx))
+    app.include_router(build_pages(ctx))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,96 @@
+"""The service layer without HTTP: view values, phases, safe links, caching (stale while revalidate)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from discord_ml_platform.backends import ClusterEndpoints, ClusterHandle, ClusterInfo
+from discord_ml_platform.spec.labels import GPU_TYPE, OWNER, RUN_ID
+from discord_ml_platform.xray.service import ClusterFilters, ClusterService, phase_of, safe_http_url
+from discord_ml_platform.xray.settings import XRaySettings
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def info(name: str = "c", *, status: str = "ready", ready: int = 2, desired: int = 2, age_h: float = 3.0,
+         labels: dict[str, str] | None = None, details: dict | None = None, dashboard: str = "http://10.0.0.1:8265"):
+    return ClusterInfo(handle=ClusterHandle(name, "ray", "kuberay"), labels=labels or {}, status=status,
+                       created_at=datetime.now(timezone.utc) - timedelta(hours=age_h), desired_workers=desired,
+                       ready_workers=ready, endpoints=ClusterEndpoints(dashboard, "10.0.0.1:6379"),
+                       details=details or {})
+
+
+class CountingBackend:
+    name = "kuberay"
+
+    def __init__(self, infos, delay_s: float = 0.0):
+        self.infos, self.delay_s, self.calls = infos, delay_s, 0
+
+    def list(self, label_selector=None):
+        self.calls += 1
+        time.sleep(self.delay_s)
+        return list(self.infos)
+
+
+def test_view_prices_cost_so_far_and_links(tmp_path: Path):
+    labels = {OWNER: "ada", GPU_TYPE: "h100-80gb", RUN_ID: "r/1 x"}
+    svc = ClusterService({"kuberay": CountingBackend([])}, XRaySettings(state_dir=tmp_path, dagster_url="https://dg.example/"))
+    view = svc.view(info(labels=labels, details={"gpus_per_worker": 4}))
+    assert view.machine == "h100-80gb x 4, workers 2/2" and view.total_gpus == 8
+    assert view.hourly_price_usd == pytest.approx(6.98 * 8)
+    assert view.cost_so_far_usd == pytest.approx(6.98 * 8 * 3, rel=1e-3)
+    assert view.dagster_run_url == "https://dg.example/runs/r%2F1%20x"  # the run id is quoted
+    assert view.detail_url == "/clusters/kuberay/ray/c" and view.phase == "running"
+
+
+def test_phase_and_unsafe_dashboard_links():
+    assert phase_of(info(ready=1, desired=3)) == "workers 1/3"
+    assert phase_of(info(status="pending", details={"reason": "Unschedulable"})) == "Unschedulable"
+    assert phase_of(info(status="pending", details={"head_pod_ready": "True"}, ready=0)) == "head ready, workers 0/2"
+    assert phase_of(info(status="pending")) == "pending"
+    assert safe_http_url("javascript:alert(1)") is None and safe_http_url("http://") is None
+    assert safe_http_url("https://ray.example/x") == "https://ray.example/x"
+
+
+def test_filters_and_totals(tmp_path: Path):
+    infos = [info("a", labels={OWNER: "ada", GPU_TYPE: "t4"}), info("b", labels={OWNER: "bob", GPU_TYPE: "t4"}),
+             info("c", labels={OWNER: "ada", GPU_TYPE: "cpu"}, status="pending")]
+    svc = ClusterService({"kuberay": CountingBackend(infos)}, XRaySettings(state_dir=tmp_path, cache_ttl_s=0))
+    listing = svc.list_clusters(ClusterFilters(owner="ada"))
+    assert [c.name for c in listing.clusters] == ["a", "c"]
+    assert listing.totals.gpus == 2 and listing.totals.cost_per_hour_usd == pytest.approx(0.53 * 2 + 0.10 * 3)
+    assert listing.choices["owner"] == ["ada", "bob"]
+    assert [c.name for c in svc.list_clusters(ClusterFilters(owner="ada", status="ready")).clusters] == ["a"]
+
+
+def test_listing_is_reused_then_revalidated_in_the_background(tmp_path: Path):
+    backend = CountingBackend([info("a")], delay_s=0.3)
+    svc = ClusterService({"kuberay": backend}, XRaySettings(state_dir=tmp_path, cache_ttl_s=0.5, max_stale_s=30))
+    svc.list_clusters()
+    assert backend.calls == 1
+    svc.list_clusters()
+    assert backend.calls == 1  # within the TTL
+    time.sleep(0.6)
+    started = time.perf_counter()
+    svc.list_clusters()  # stale: answered at once, listed in the background
+    assert time.perf_counter() - started < 0.2
+    assert svc.wait_idle() and backend.calls == 2
+    svc.invalidate()
+    svc.list_clusters()
+    assert backend.calls == 3
+
+
+def test_concurrent_readers_share_one_listing(tmp_path: Path):
+    backend = CountingBackend([info("a")], delay_s=0.3)
+    svc = ClusterService({"kuberay": backend}, XRaySettings(state_dir=tmp_path, cache_ttl_s=5))
+    threads = [threading.Thread(target=svc.list_clusters) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert backend.calls == 1
