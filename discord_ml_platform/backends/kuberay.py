@@ -408,8 +408,22 @@ class KubeRayBackend:
                 "head_pod_ready": (condition(item, "HeadPodReady") or {}).get("status"),
                 "events": [event_summary(e) for e in mine],
                 "uid": meta.get("uid"),
+                "gpus_per_worker": _gpus_per_worker(item),
             },
         )
+
+
+def _gpus_per_worker(raycluster: Mapping[str, Any]) -> int:
+    """GPUs each worker holds, from the first worker group's container limits (0 without GPUs)."""
+    groups = (raycluster.get("spec") or {}).get("workerGroupSpecs") or []
+    if not groups:
+        return 0
+    containers = ((groups[0].get("template") or {}).get("spec") or {}).get("containers") or []
+    for container in containers:
+        for resource, amount in ((container.get("resources") or {}).get("limits") or {}).items():
+            if resource.endswith("/gpu"):
+                return int(amount)
+    return 0
 
 
 def _is_ours(existing: Mapping[str, Any], spec: ClusterSpec) -> bool:
