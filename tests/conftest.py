@@ -54,25 +54,64 @@ def session_root() -> Path:
     return SESSION_ROOT
 
 
-@pytest.fixture(scope="session")
-def shared_cluster():
-    """One local Ray cluster (head only) shared by tests that are not about cluster lifecycle."""
-    from discord_ml_platform.backends.local import LocalBackend
-    from discord_ml_platform.spec import ClusterSpec
-    from resources.ray_cluster import RunningCluster
+class SharedCluster:
+    """One local Ray cluster (head only) for the session, replaced if its head has died.
 
-    backend = LocalBackend()
-    spec = ClusterSpec(name=SHARED_CLUSTER, head_cpus=2, head_memory="1Gi", owner="tests")
-    handle = backend.create(spec)
-    SHARED_TEMP_DIRS.append(backend.record(handle).temp_dir)
-    try:
+    A head can die on an overloaded machine (``ray start --block`` stops every process when one
+    of them exits); one such moment must not fail every later test that merely needs a cluster.
+    """
+
+    def __init__(self) -> None:
+        from discord_ml_platform.backends.local import LocalBackend
+
+        self.backend = LocalBackend()
+        self.current = None
+        self.replacements = 0
+
+    def get(self):
+        """The running shared cluster, (re)created when there is none or it stopped answering."""
         import time
+        import urllib.request
 
+        from discord_ml_platform.spec import ClusterSpec
+        from resources.ray_cluster import RunningCluster
+
+        if self.current is not None:
+            try:
+                with urllib.request.urlopen(f"{self.current.endpoints.dashboard_url}/api/version", timeout=5):
+                    return self.current
+            except OSError:
+                self.replacements += 1
+                print(f"shared test cluster stopped answering; replacing it ({self.replacements})")
+                self.close()
+        spec = ClusterSpec(name=SHARED_CLUSTER, head_cpus=2, head_memory="1Gi", owner="tests")
         requested = time.time()
-        endpoints = backend.wait_ready(handle, 180)
-        yield RunningCluster(spec, handle, endpoints, "local", "disabled", requested, time.time())
+        handle = self.backend.create(spec)
+        SHARED_TEMP_DIRS.append(self.backend.record(handle).temp_dir)
+        endpoints = self.backend.wait_ready(handle, 180)
+        self.current = RunningCluster(spec, handle, endpoints, "local", "disabled", requested, time.time())
+        return self.current
+
+    def close(self) -> None:
+        """Delete the shared cluster if there is one."""
+        if self.current is not None:
+            self.backend.delete(self.current.handle)
+            self.current = None
+
+
+@pytest.fixture(scope="session")
+def _shared_cluster_holder() -> Iterator[SharedCluster]:
+    holder = SharedCluster()
+    try:
+        yield holder
     finally:
-        backend.delete(handle)
+        holder.close()
+
+
+@pytest.fixture
+def shared_cluster(_shared_cluster_holder: SharedCluster):
+    """A local Ray cluster shared by tests that are not about cluster lifecycle."""
+    return _shared_cluster_holder.get()
 
 
 @pytest.fixture(autouse=True)
