@@ -25,9 +25,9 @@ def _python_module(module: str) -> str:
     return f"python -m {module}"
 
 
-def _cluster_for(context: dg.AssetExecutionContext, ray_cluster: RayClusterResource, config: ClusterConfig):
-    spec = ray_cluster.spec_for_run(context.run_id, head_memory="2Gi", **config.cluster_fields())
-    return ray_cluster.get_cluster(context, spec)
+def _spec_for(context: dg.AssetExecutionContext, ray_cluster: RayClusterResource, config: ClusterConfig):
+    # The run's cluster (RayCluster mode, shared by its steps) or each step's RayJob cluster (RayJob mode).
+    return ray_cluster.spec_for_run(context.run_id, head_memory="2Gi", **config.cluster_fields())
 
 
 @dg.asset(partitions_def=PARTITIONS, group_name=GROUP, kinds={"parquet"},
@@ -57,7 +57,6 @@ def quests_window(context: dg.AssetExecutionContext, config: QuestsWindowConfig,
 def ad_relevance_model(context: dg.AssetExecutionContext, config: TrainingConfig, ray_cluster: RayClusterResource,
                        pipes_ray: PipesRayJobClient, data_root: DataRootResource) -> Iterator[dg.AssetObservation | dg.MaterializeResult]:
     """Train on the last ``window_days`` windows; yields an observation per epoch while training."""
-    cluster = _cluster_for(context, ray_cluster, config)
     extras = {
         "data_root": str(data_root.root),
         "partition": context.partition_key,
@@ -67,10 +66,11 @@ def ad_relevance_model(context: dg.AssetExecutionContext, config: TrainingConfig
         "num_workers": config.workers * max(config.gpus_per_worker, 1),
         "use_gpu": config.gpus_per_worker > 0,
         "cpus_per_worker": config.cpus_per_worker if config.gpus_per_worker == 0 else 1,
-        **config.model_dump(include={"window_days", "epochs", "batch_size", "learning_rate", "holdout_fraction"}),
+        **config.model_dump(include={"window_days", "epochs", "batch_size", "learning_rate", "holdout_fraction", "sharding"}),
     }
-    invocation = yield from pipes_ray.stream(context=context, cluster=cluster, extras=extras,
-                                             entrypoint=_python_module("discord_ml_platform.ads.entrypoints.train"))
+    invocation = yield from pipes_ray.run_workload(context=context, ray_cluster=ray_cluster, extras=extras,
+                                                   spec=_spec_for(context, ray_cluster, config),
+                                                   entrypoint=_python_module("discord_ml_platform.ads.entrypoints.train"))
     yield invocation.get_materialize_result()
 
 
@@ -79,31 +79,51 @@ def ad_relevance_model(context: dg.AssetExecutionContext, config: TrainingConfig
 def ad_relevance_evaluation(context: dg.AssetExecutionContext, config: TrainingConfig, ray_cluster: RayClusterResource,
                             pipes_ray: PipesRayJobClient, data_root: DataRootResource) -> Iterator[dg.MaterializeResult]:
     """Evaluate the partition's model on its held-out rows, as a Ray job on the run's cluster."""
-    cluster = _cluster_for(context, ray_cluster, config)
-    extras = {"model_dir": str(data_root.model_dir(config.model_name, context.partition_key))}
-    invocation = yield from pipes_ray.stream(context=context, cluster=cluster, extras=extras,
-                                             entrypoint=_python_module("discord_ml_platform.ads.entrypoints.evaluate"))
+    extras = {"model_dir": str(data_root.model_dir(config.model_name, context.partition_key)),
+              # The champion is scored on the same holdout, for the champion/challenger check.
+              **_champion_extras(data_root, config.model_name)}
+    invocation = yield from pipes_ray.run_workload(context=context, ray_cluster=ray_cluster, extras=extras,
+                                                   spec=_spec_for(context, ray_cluster, config),
+                                                   entrypoint=_python_module("discord_ml_platform.ads.entrypoints.evaluate"))
     yield invocation.get_materialize_result()
 
 
-@dg.asset(partitions_def=PARTITIONS, group_name=GROUP, deps=[ad_relevance_evaluation, quests_window], kinds={"ray", "parquet"},
-          description="Participation scores for every row of the window, from Ray Data batch inference.")
+def _champion_extras(data_root: DataRootResource, model_name: str) -> dict[str, str]:
+    from discord_ml_platform.ads.registry import ModelRegistry
+
+    champion = ModelRegistry(data_root.root).get_champion(model_name)
+    if champion is None:
+        return {}
+    return {"champion_model_path": str(champion.model_path), "champion_version": champion.version}
+
+
+# ad_relevance_promotion lives in pipelines.ad_relevance_quality (which imports this module), so
+# it is named by key here.
+@dg.asset(partitions_def=PARTITIONS, group_name=GROUP,
+          deps=[ad_relevance_evaluation, dg.AssetKey("ad_relevance_promotion"), quests_window], kinds={"ray", "parquet"},
+          description="Participation scores for every row of the window, from Ray Data batch inference with the champion model.")
 def ad_relevance_scores(context: dg.AssetExecutionContext, config: ScoringConfig, ray_cluster: RayClusterResource,
                         pipes_ray: PipesRayJobClient, data_root: DataRootResource) -> Iterator[dg.MaterializeResult]:
-    """Score the partition's window with the partition's model using a Ray Data actor pool."""
+    """Score the partition's window with the promoted (champion) model using a Ray Data actor pool."""
     from discord_ml_platform.ads.data import window_dir
 
-    cluster = _cluster_for(context, ray_cluster, config)
+    champion = _champion_extras(data_root, config.model_name)
+    if config.model_source == "champion" and not champion:
+        raise dg.Failure(f"no champion of {config.model_name!r} in the registry yet: materialize "
+                         "ad_relevance_promotion (its gates must pass) or score with model_source='partition'")
     extras = {
         "model_dir": str(data_root.model_dir(config.model_name, context.partition_key)),
+        **({"model_path": champion["champion_model_path"], "model_version": champion["champion_version"]}
+           if config.model_source == "champion" else {}),
         "input_path": str(window_dir(data_root.root, date.fromisoformat(context.partition_key))),
         "output_path": str(data_root.scores_dir(config.model_name, context.partition_key)),
         "batch_size": config.batch_size,
         "concurrency": config.concurrency,
         "num_gpus_per_actor": 1 if config.gpus_per_worker else 0,
     }
-    invocation = yield from pipes_ray.stream(context=context, cluster=cluster, extras=extras,
-                                             entrypoint=_python_module("discord_ml_platform.ads.entrypoints.score"))
+    invocation = yield from pipes_ray.run_workload(context=context, ray_cluster=ray_cluster, extras=extras,
+                                                   spec=_spec_for(context, ray_cluster, config),
+                                                   entrypoint=_python_module("discord_ml_platform.ads.entrypoints.score"))
     yield invocation.get_materialize_result()
 
 
@@ -113,10 +133,9 @@ def platform_smoke(context: dg.AssetExecutionContext, config: SmokeConfig, ray_c
                    pipes_ray: PipesRayJobClient) -> Iterator[dg.AssetObservation | dg.MaterializeResult]:
     """Run the smoke job on a fresh cluster."""
     spec = ray_cluster.spec_for_run(context.run_id, head_memory="1Gi", **config.cluster_fields())
-    cluster = ray_cluster.get_cluster(context, spec)
     extras = {"tasks": config.tasks, "release_file": config.release_file, "fail": config.fail}
-    invocation = yield from pipes_ray.stream(context=context, cluster=cluster, extras=extras,
-                                             entrypoint=_python_module("discord_ml_platform.jobs.smoke"))
+    invocation = yield from pipes_ray.run_workload(context=context, ray_cluster=ray_cluster, spec=spec, extras=extras,
+                                                   entrypoint=_python_module("discord_ml_platform.jobs.smoke"))
     yield invocation.get_materialize_result()
 
 

@@ -60,6 +60,8 @@ class TrainingConfig(ClusterConfig):
     batch_size: int = Field(default=1024, ge=32, le=65_536, description="Per-worker batch size (32-65536).")
     learning_rate: float = Field(default=2e-3, gt=0, le=1, description="Optimizer learning rate (0-1].")
     holdout_fraction: float = Field(default=0.2, gt=0, lt=0.5, description="Share of the latest window held out for evaluation.")
+    sharding: str = Field(default="row", pattern=r"^(none|table|row)$",
+                          description="Embedding tables across workers: none (replicated, DDP), table (whole tables per worker) or row (row blocks).")
 
 
 class ScoringConfig(ClusterConfig):
@@ -70,6 +72,9 @@ class ScoringConfig(ClusterConfig):
     batch_size: int = Field(default=4096, ge=64, le=1_000_000, description="Rows per inference batch (64-1000000).")
     workers: int = Field(default=1, ge=1, le=64, description="Cluster worker nodes when scoring runs on its own cluster.")
     concurrency: int = Field(default=1, ge=1, le=64, description="Scoring actors (1-64).")
+    model_source: str = Field(default="partition", pattern=r"^(champion|partition)$",
+                              description="Score with the partition's own model (default) or the registry's champion "
+                                          "(the gated release job sets this).")
 
 
 class SmokeConfig(ClusterConfig):

@@ -10,8 +10,9 @@ import os
 
 import dagster as dg
 
+from pipelines.ad_relevance_quality import AD_RELEVANCE_QUALITY_ASSETS, AD_RELEVANCE_QUALITY_CHECKS
 from pipelines.assets import AD_RELEVANCE_ASSETS, platform_smoke
-from pipelines.jobs import ad_relevance_batch_scoring, ad_relevance_training, platform_smoke_test
+from pipelines.jobs import ad_relevance_batch_scoring, ad_relevance_gated_release, ad_relevance_training, platform_smoke_test
 from pipelines.schedules import ad_relevance_daily_retrain
 from pipelines.sensors import new_quests_window_sensor
 from resources import PipesRayJobClient, RayClusterResource
@@ -43,8 +44,9 @@ resources = build_resources()
 ray_cluster_cleanup_sensor = build_cluster_cleanup_sensor(backend_factory=resources["ray_cluster"].build_backend)
 
 defs = dg.Definitions(
-    assets=[*AD_RELEVANCE_ASSETS, platform_smoke],
-    jobs=[ad_relevance_training, ad_relevance_batch_scoring, platform_smoke_test],
+    assets=[*AD_RELEVANCE_ASSETS, *AD_RELEVANCE_QUALITY_ASSETS, platform_smoke],
+    asset_checks=AD_RELEVANCE_QUALITY_CHECKS,
+    jobs=[ad_relevance_training, ad_relevance_gated_release, ad_relevance_batch_scoring, platform_smoke_test],
     schedules=[ad_relevance_daily_retrain],
     sensors=[new_quests_window_sensor, ray_cluster_cleanup_sensor],
     resources=resources,

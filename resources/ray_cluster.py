@@ -21,6 +21,7 @@ from pydantic import Field, PrivateAttr
 
 from discord_ml_platform.backends import ClusterBackend, ClusterEndpoints, ClusterHandle, PhaseEvent, get_backend
 from discord_ml_platform.spec import DEFAULT_CATALOG, ClusterSpec
+from resources.rayjob_mode import RayJobOptions
 
 
 @dataclass
@@ -92,6 +93,14 @@ class RayClusterResource(dg.ConfigurableResource):
     owner: str | None = Field(default=None, description="Owner label (default: the run's user tag or $USER).")
     team: str = Field(default="ml-platform", description="Team label for cost attribution.")
     ttl_hours: float = Field(default=8, gt=0, le=168, description="Expiry after which the sweeper deletes a leaked cluster.")
+    mode: Literal["raycluster", "rayjob"] = Field(
+        default="raycluster",
+        description="'raycluster': the run creates a cluster, runs its jobs on it and deletes it at the end. "
+                    "'rayjob' (kuberay backend): each workload is a KubeRay RayJob whose cluster KubeRay creates "
+                    "and deletes, even if this process dies. See docs/rayjob-mode.md.",
+    )
+    rayjob: RayJobOptions = Field(default_factory=RayJobOptions,
+                                  description="RayJob mode: shutdown, TTL, deadline, retries, what termination does.")
 
     _clusters: dict[str, RunningCluster] = PrivateAttr(default_factory=dict)
     _log: Any = PrivateAttr(default=None)

@@ -72,6 +72,16 @@ class WorkerContext:
         dist.all_reduce(t)
         return float(t.item()) / self.world_size
 
+    def max(self, value: float) -> float:
+        """Maximum of a scalar over all workers (the value itself when alone)."""
+        if not self.distributed:
+            return float(value)
+        t = torch.tensor([float(value)], dtype=torch.float64)
+        if dist.get_backend() == "nccl":
+            t = t.to(self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
+
     def gather(self, array: np.ndarray) -> np.ndarray:
         """Concatenate a 1-D array from every worker, in rank order, on every worker."""
         if not self.distributed:

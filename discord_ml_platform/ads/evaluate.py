@@ -123,3 +123,72 @@ def evaluate_predictions(
         lift = metrics["ceiling_auc"] - 0.5
         metrics["auc_fraction_of_ceiling"] = (metrics["auc"] - 0.5) / lift if lift > 0 else float("nan")
     return metrics
+
+
+def segment_metrics(
+    labels: np.ndarray,
+    preds: np.ndarray,
+    segments: dict[str, np.ndarray],
+    true_probs: np.ndarray | None = None,
+) -> dict[str, float]:
+    """AUC (and ceiling AUC, row count) within each segment.
+
+    Args:
+        labels: 0/1 labels.
+        preds: Predicted probabilities.
+        segments: Segment name -> boolean mask of its rows.
+        true_probs: Ground-truth probabilities, for the per-segment ceiling.
+
+    Returns:
+        ``auc_<segment>``, ``rows_<segment>`` and (with ``true_probs``) ``ceiling_auc_<segment>``;
+        AUC is NaN for a segment with one class only.
+    """
+    y, p = _as_arrays(labels, preds)
+    out: dict[str, float] = {}
+    for name, mask in segments.items():
+        m = np.asarray(mask, dtype=bool)
+        out[f"rows_{name}"] = float(m.sum())
+        out[f"auc_{name}"] = roc_auc(y[m], p[m]) if m.any() else float("nan")
+        if true_probs is not None:
+            t = np.asarray(true_probs, dtype=np.float64).ravel()
+            out[f"ceiling_auc_{name}"] = roc_auc(y[m], t[m]) if m.any() else float("nan")
+    return out
+
+
+def frame_segments(frame: object) -> dict[str, np.ndarray]:
+    """The standard segments of a Quests frame: new vs. running quests and each platform."""
+    import pandas as pd
+
+    assert isinstance(frame, pd.DataFrame)
+    segments: dict[str, np.ndarray] = {}
+    if "quest_is_new" in frame.columns:
+        new = frame["quest_is_new"].to_numpy(dtype=bool, na_value=False)
+        segments["new_quests"] = new
+        segments["running_quests"] = ~new
+    if "platform" in frame.columns:
+        platform = frame["platform"].astype("string").fillna("unknown").to_numpy(dtype=object)
+        for value in sorted(set(platform)):
+            segments[f"platform_{value}"] = platform == value
+    return segments
+
+
+def evaluate_frame(frame: object, preds: np.ndarray, label_column: str = "label", truth_column: str = "true_prob") -> dict[str, float]:
+    """:func:`evaluate_predictions` plus :func:`segment_metrics` over :func:`frame_segments`.
+
+    Args:
+        frame: A pandas frame of the scored rows (labels, and ``true_prob`` when synthetic).
+        preds: Predicted probabilities, in row order.
+        label_column: Label column.
+        truth_column: Ground-truth probability column (used when present).
+
+    Returns:
+        Overall metrics, ceiling figures and per-segment AUCs.
+    """
+    import pandas as pd
+
+    assert isinstance(frame, pd.DataFrame)
+    labels = frame[label_column].to_numpy(dtype=np.float64)
+    truth = frame[truth_column].to_numpy(dtype=np.float64) if truth_column in frame.columns else None
+    metrics = evaluate_predictions(labels, preds, truth)
+    metrics.update(segment_metrics(labels, preds, frame_segments(frame), truth))
+    return metrics

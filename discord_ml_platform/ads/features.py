@@ -4,7 +4,8 @@ Model input is a flat ``dict[str, Tensor]``:
 
 * ``<sparse feature>``: int64 ids, one per row for one-hot features, concatenated for multi-hot
 * ``<multi-hot feature>__offsets``: int64 start of each row's ids (``EmbeddingBag`` offsets)
-* ``dense``: float32 ``(rows, len(schema.dense))``, already ``(log1p(x) - shift) / scale``
+* ``dense``: float32 ``(rows, schema.num_dense_inputs)``: the dense features, already
+  ``(log1p(x) - shift) / scale``, then the 0/1 match features
 * ``label``: float32 ``(rows,)`` when the frame has labels
 
 A training loop encodes its shard once (:func:`encode_frame`) and then cuts batches by row index
@@ -53,6 +54,15 @@ def categorical_codes(column: pd.Series, vocabulary: tuple[str, ...]) -> np.ndar
     """Map strings to ``1..len(vocabulary)``; unknown or missing values map to 0."""
     codes = pd.Categorical(column.astype("string"), categories=list(vocabulary)).codes
     return codes.astype(np.int64) + 1
+
+
+def match_indicator(df: pd.DataFrame, one_hot: str, multi_hot: str) -> np.ndarray:
+    """Whether each row's ``one_hot`` id appears in its ``multi_hot`` list (bool per row)."""
+    offsets, values = list_column_arrays(df[multi_hot])
+    ids = df[one_hot].fillna(-1).to_numpy(dtype=np.int64)
+    row_of_value = np.repeat(np.arange(len(df)), np.diff(offsets))
+    hits = np.bincount(row_of_value, weights=values == ids[row_of_value], minlength=len(df))
+    return hits > 0
 
 
 @dataclass
@@ -127,10 +137,12 @@ def encode_frame(df: pd.DataFrame, schema: FeatureSchema) -> EncodedFrame:
         else:
             # Negative or missing ids fold into row 0 of the (modulo-hashed) table.
             one_hot[feature.name] = np.maximum(column.fillna(0).to_numpy(dtype=np.int64), 0)
-    dense = np.empty((len(df), len(schema.dense)), dtype=np.float32)
+    dense = np.empty((len(df), schema.num_dense_inputs), dtype=np.float32)
     for j, feature in enumerate(schema.dense):
         x = df[feature.name].to_numpy(dtype=np.float64, na_value=0.0)
         dense[:, j] = (np.log1p(np.maximum(x, 0.0)) - feature.shift) / feature.scale
+    for j, match in enumerate(schema.match, start=len(schema.dense)):
+        dense[:, j] = match_indicator(df, match.one_hot, match.multi_hot)
     labels = None
     if schema.label_column in df.columns:
         labels = df[schema.label_column].to_numpy(dtype=np.float32)

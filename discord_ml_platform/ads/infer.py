@@ -76,16 +76,20 @@ class QuestScorer:
                 out.append(torch.sigmoid(logits).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+    def __call__(self, batch: pd.DataFrame | pa.Table) -> pd.DataFrame:
         """Score a batch.
 
         Args:
-            batch: Rows with the model's feature columns.
+            batch: Rows with the model's feature columns: pandas, or an Arrow table (what Ray
+                Data hands over with ``batch_format="pyarrow"``; list columns then stay two flat
+                buffers instead of a Python object per row).
 
         Returns:
             The id column (plus ``user_id``, ``quest_id``, ``label``, ``true_prob`` when present)
             and a float32 ``score`` column.
         """
+        if isinstance(batch, pa.Table):
+            batch = batch.to_pandas(types_mapper=arrow_list_types)
         out = batch[self.output_columns(batch.columns)].reset_index(drop=True).copy()
         out[SCORE_COLUMN] = self.predict(batch)
         return out
@@ -154,7 +158,8 @@ def score_with_ray_data(
         input_path: Window directory or Parquet file(s).
         output_path: Output directory for Parquet files.
         batch_size: Rows per scoring call.
-        concurrency: Scoring actors.
+        concurrency: Scoring actors (a fixed-size ``ActorPoolStrategy``); GPU actors when
+            ``num_gpus_per_actor`` > 0.
         num_cpus_per_actor: CPUs reserved per actor; keep it fractional on small clusters so
             read and write tasks still get CPUs.
         num_gpus_per_actor: GPUs per actor (fractions share a GPU).
@@ -171,8 +176,11 @@ def score_with_ray_data(
         QuestScorer,
         fn_constructor_kwargs={"model_path": str(model_path), "torch_threads": max(1, int(num_cpus_per_actor))},
         batch_size=batch_size,
-        batch_format="pandas",
-        concurrency=concurrency,
+        # Arrow batches: pandas conversion inside Ray Data would turn list<int64> columns into
+        # object columns (a Python object per row), several times slower to encode.
+        batch_format="pyarrow",
+        # An explicit actor pool (``concurrency=`` for classes is deprecated in Ray 2.60).
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
         num_cpus=num_cpus_per_actor,
         num_gpus=num_gpus_per_actor,
     )

@@ -90,21 +90,25 @@ class QuestRanker(nn.Module):
 
     Args:
         config: Architecture and feature schema.
+        with_tables: Build the embedding tables (False: dense layers only, for sharding).
     """
 
-    def __init__(self, config: RankerConfig) -> None:
+    def __init__(self, config: RankerConfig, with_tables: bool = True) -> None:
         super().__init__()
         self.config = config
         schema = config.feature_schema
         dim = config.embedding_dim
+        # Without tables: the dense part only, for the sharded model (tables live in shards).
         self.tables = nn.ModuleDict(
             {t.name: nn.EmbeddingBag(t.num_embeddings, dim, mode=config.bag_mode) for t in schema.tables}
+            if with_tables
+            else {}
         )
         for table in self.tables.values():
             nn.init.normal_(table.weight, std=config.init_std)
         self._features = [(f.name, f.table, f.kind == "multi_hot") for f in schema.sparse]
         self._table_sizes = schema.cardinalities
-        self.bottom = _mlp([len(schema.dense), *config.bottom_mlp, dim], final_activation=True)
+        self.bottom = _mlp([schema.num_dense_inputs, *config.bottom_mlp, dim], final_activation=True)
         num_vectors = len(self._features) + 1
         self.cross: CrossNetwork | None = None
         if config.interaction == "dot":
@@ -126,10 +130,16 @@ class QuestRanker(nn.Module):
                 vectors.append(self.tables[table](ids.view(-1, 1)))
         return vectors
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Logits of shape ``(rows,)`` for a batch built by :func:`batch_from_frame`."""
+    def forward(self, batch: dict[str, torch.Tensor], embedded: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits of shape ``(rows,)`` for a batch built by :func:`batch_from_frame`.
+
+        Args:
+            batch: Model input (only ``dense`` is read when ``embedded`` is given).
+            embedded: Pooled sparse-feature vectors computed elsewhere (the sharded model's
+                all-to-all); by default looked up in this module's own tables.
+        """
         dense = self.bottom(batch[DENSE_KEY])
-        vectors = [dense, *self.embed(batch)]
+        vectors = [dense, *(self.embed(batch) if embedded is None else embedded)]
         if self.cross is None:
             stacked = torch.stack(vectors, dim=1)  # (rows, vectors, dim)
             dots = torch.bmm(stacked, stacked.transpose(1, 2))

@@ -55,6 +55,20 @@ class DenseFeature(BaseModel):
     scale: float = Field(default=1.0, gt=0, description="Divides after the shift.")
 
 
+class MatchFeature(BaseModel):
+    """A 0/1 cross feature: whether a row's one-hot id appears in its multi-hot list.
+
+    E.g. "the user plays the game the quest promotes": ``quest_game_id`` in ``game_ids``. Fed to
+    the model next to the dense features; computed from the columns, so serving cannot disagree.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Name of the derived feature.")
+    one_hot: str = Field(description="Column with one id per row.")
+    multi_hot: str = Field(description="list<int64> column searched for that id.")
+
+
 class FeatureSchema(BaseModel):
     """Columns of a Quests window and the embedding tables behind its sparse features."""
 
@@ -70,6 +84,7 @@ class FeatureSchema(BaseModel):
     tables: tuple[EmbeddingTable, ...] = Field(description="Embedding tables.")
     sparse: tuple[SparseFeature, ...] = Field(description="Categorical features.")
     dense: tuple[DenseFeature, ...] = Field(description="Numeric features.")
+    match: tuple[MatchFeature, ...] = Field(default=(), description="0/1 'id in list' cross features, after the dense ones.")
 
     @model_validator(mode="after")
     def _tables_exist(self) -> FeatureSchema:
@@ -103,7 +118,15 @@ class FeatureSchema(BaseModel):
     @property
     def feature_columns(self) -> list[str]:
         """Every column the model reads."""
-        return [f.name for f in self.sparse] + [f.name for f in self.dense]
+        cols = [f.name for f in self.sparse] + [f.name for f in self.dense]
+        for m in self.match:
+            cols += [c for c in (m.one_hot, m.multi_hot) if c not in cols]
+        return cols
+
+    @property
+    def num_dense_inputs(self) -> int:
+        """Width of the dense input: dense features plus match features."""
+        return len(self.dense) + len(self.match)
 
 
 def _next_pow2(n: int) -> int:
@@ -155,4 +178,5 @@ def quest_feature_schema(
         DenseFeature(name="quest_reward", shift=4.4, scale=0.8),
         DenseFeature(name="quest_age_days", shift=2.0, scale=1.1),
     )
-    return FeatureSchema(tables=tables, sparse=sparse, dense=dense)
+    match = (MatchFeature(name="plays_quest_game", one_hot="quest_game_id", multi_hot="game_ids"),)
+    return FeatureSchema(tables=tables, sparse=sparse, dense=dense, match=match)

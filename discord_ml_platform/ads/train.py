@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import torch
+import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, Field
 
 from discord_ml_platform.ads.data.storage import arrow_list_types, read_table
@@ -30,6 +31,7 @@ from discord_ml_platform.ads.features import LABEL_KEY, EncodedFrame, encode_fra
 from discord_ml_platform.ads.model import MODEL_CONFIG, MODEL_WEIGHTS, QuestRanker, RankerConfig, save_model, unwrap
 from discord_ml_platform.ads.reporting import TRAIN_STATE, InProcessReporter, RayTrainReporter, TrainReporter
 from discord_ml_platform.ads.schema import FeatureSchema
+from discord_ml_platform.ads.sharding import ShardedQuestRanker
 from discord_ml_platform.ads.telemetry import emit_epoch_metrics
 
 EpochHook = Callable[[dict[str, Any]], None]
@@ -58,7 +60,18 @@ class TrainLoopConfig(BaseModel):
     epochs: int = Field(default=2, ge=1, le=1000, description="Passes over the training data.")
     batch_size: int = Field(default=512, ge=1, le=1_048_576, description="Rows per step per worker.")
     lr: float = Field(default=0.003, gt=0, le=1.0, description="AdamW learning rate.")
-    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay.")
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay of the dense layers.")
+    embedding_weight_decay: float = Field(
+        default=0.0,
+        ge=0,
+        description="AdamW (decoupled) weight decay of the embedding tables: shrinks rarely seen ids toward zero.",
+    )
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        default="constant",
+        description="Learning rate over the run: constant, or cosine decay to lr_floor * lr by the last step "
+        "(better on long single-pass runs such as the reference window; too timid for a few dozen steps).",
+    )
+    lr_floor: float = Field(default=0.05, ge=0, le=1, description="Final learning rate as a fraction of lr (cosine).")
     seed: int = Field(default=0, ge=0, description="Seed of model init and shuffling.")
     model: RankerConfig = Field(default_factory=RankerConfig, description="Model architecture and feature schema.")
     checkpoint: CheckpointSettings = Field(default_factory=CheckpointSettings, description="Checkpointing.")
@@ -66,6 +79,19 @@ class TrainLoopConfig(BaseModel):
     max_validation_rows: int | None = Field(default=None, ge=1, description="Use at most this many validation rows.")
     emit_pipes_metrics: bool = Field(default=True, description="Rank 0 prints each epoch's metrics as a Pipes message.")
     torch_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads per worker; torch's default when unset.")
+    sharding: Literal["none", "table", "row"] = Field(
+        default="row",
+        description="Embedding tables across workers when there are several: replicated (none, plain DDP), "
+        "whole tables per worker (table) or row blocks of every table per worker (row).",
+    )
+    mixed_precision: bool = Field(default=True, description="bf16 autocast of the forward pass on GPU (ignored on CPU).")
+    fail_at_epoch: int | None = Field(
+        default=None,
+        ge=0,
+        description="Testing only: rank 1 exits abruptly at the start of this epoch on the first attempt "
+        "(marker file fail_marker), to exercise restore from checkpoint.",
+    )
+    fail_marker: str | None = Field(default=None, description="Testing only: marker file of fail_at_epoch.")
 
 
 @dataclass
@@ -122,25 +148,76 @@ def load_shard(
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, data: EncodedFrame, batch_size: int, device: torch.device) -> np.ndarray:
+def predict(
+    model: torch.nn.Module,
+    data: EncodedFrame,
+    batch_size: int,
+    device: torch.device,
+    context: WorkerContext | None = None,
+) -> np.ndarray:
     """Probabilities for every row of an encoded frame, in row order.
 
     Runs the unwrapped module: a DDP forward may broadcast buffers, a collective that would hang
-    when workers have different numbers of validation batches.
+    when workers have different numbers of validation batches. A sharded model's forward *is* a
+    collective, so with one every worker runs the same number of (possibly empty) batches.
     """
     model = unwrap(model)
     model.eval()
+    sharded = isinstance(model, ShardedQuestRanker)
+    if sharded:
+        model = _EvalSharded(model)
+    batches = math.ceil(data.num_rows / batch_size)
+    if sharded and context is not None and context.distributed:
+        batches = int(round(context.max(float(batches))))
     out = []
-    for start in range(0, data.num_rows, batch_size):
-        rows = np.arange(start, min(start + batch_size, data.num_rows))
+    for b in range(batches):
+        rows = np.arange(min(b * batch_size, data.num_rows), min((b + 1) * batch_size, data.num_rows))
         out.append(torch.sigmoid(model(data.batch(rows, device))).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+class _EvalSharded(torch.nn.Module):
+    """A sharded model's forward without DDP's wrapper (no buffer broadcast in eval)."""
+
+    def __init__(self, model: ShardedQuestRanker) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return unwrap(self.model.dense)(batch, self.model.embeddings(batch))
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainLoopConfig) -> torch.optim.Optimizer:
+    """AdamW with two groups: embedding tables (``embedding_weight_decay``) and the rest."""
+    tables, dense = [], []
+    for name, param in model.named_parameters():
+        is_table = name.startswith(("tables.", "module.tables.", "embeddings.shards."))
+        (tables if is_table else dense).append(param)
+    groups = [
+        {"params": dense, "weight_decay": config.weight_decay},
+        {"params": tables, "weight_decay": config.embedding_weight_decay},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
 
 
 def _write_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int, directory: Path) -> Path:
     save_model(model, directory)
     torch.save({"optimizer": optimizer.state_dict(), "epoch": epoch}, directory / TRAIN_STATE)
     return directory
+
+
+def _checkpoint_state(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, ctx: WorkerContext
+) -> tuple[dict[str, torch.Tensor] | None, Any]:
+    """For a sharded model (a collective): the full model state and every rank's optimizer state.
+
+    Shards' optimizer states differ per rank, so all of them travel to rank 0 and into the
+    checkpoint; a resume with the same world size and sharding hands each rank its own back.
+    """
+    full = model.full_state_dict()  # type: ignore[operator]
+    states: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(states, optimizer.state_dict())
+    return full, states
 
 
 def run_training(
@@ -180,25 +257,52 @@ def run_training(
     if state is not None:
         model.load_state_dict(state["model"])
         start_epoch = int(state["epoch"]) + 1
-    model = ctx.prepare_model(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sharded = config.sharding != "none" and ctx.distributed
+    if sharded:
+        # Every rank built the same full model (same seed, or the same checkpoint) and keeps
+        # only its shards of the tables; dense layers go into DDP.
+        full = {k: v.detach() for k, v in model.state_dict().items()}
+        del model
+        model = ShardedQuestRanker(config.model, config.sharding, ctx.rank, ctx.world_size, ctx.device, full)  # type: ignore[arg-type]
+        del full
+    else:
+        model = ctx.prepare_model(model)
+    optimizer = make_optimizer(model, config)
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
+        saved = state.get("optimizer_shards") if sharded else state.get("optimizer")
+        same_layout = not sharded or (
+            state.get("world_size") == ctx.world_size and state.get("sharding") == config.sharding and saved
+        )
+        if saved is not None and same_layout:
+            optimizer.load_state_dict(saved[ctx.rank] if sharded else saved)
+    amp = config.mixed_precision and ctx.device.type == "cuda"
 
     # Equal steps on every rank: shards differ by at most one row, so all use the smallest size.
     rows_per_worker = train_total // ctx.world_size
     steps = max(1, math.ceil(rows_per_worker / config.batch_size))
     loss_fn = torch.nn.BCEWithLogitsLoss()
+    total_steps = steps * config.epochs
+
+    def lr_at(step: int) -> float:
+        if config.lr_schedule == "constant":
+            return config.lr
+        progress = min(1.0, step / max(1, total_steps - 1))
+        return config.lr * (config.lr_floor + (1 - config.lr_floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     for epoch in range(start_epoch, config.epochs):
+        _maybe_fail(config, ctx, epoch)
         started = time.perf_counter()
         model.train()
         rng = np.random.default_rng([config.seed, epoch, ctx.rank])
         order = rng.permutation(train.num_rows)[:rows_per_worker]
         loss_sum = torch.zeros((), dtype=torch.float64)
         for step in range(steps):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(epoch * steps + step)
             batch = train.batch(order[step * config.batch_size : (step + 1) * config.batch_size], ctx.device)
-            loss = loss_fn(model(batch), batch[LABEL_KEY])
+            with torch.autocast(device_type=ctx.device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(batch)
+            loss = loss_fn(logits.float(), batch[LABEL_KEY])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -211,9 +315,11 @@ def run_training(
             "train_seconds": train_seconds,
             "train_rows_per_second": rows_per_worker * ctx.world_size / max(train_seconds, 1e-9),
             "world_size": ctx.world_size,
+            "start_epoch": start_epoch,  # > 0 after a restore from a checkpoint
+            "sharding": config.sharding if sharded else "none",
         }
         if val is not None:
-            preds = ctx.gather(predict(model, val, max(config.batch_size, 4096), ctx.device))
+            preds = ctx.gather(predict(model, val, max(config.batch_size, 4096), ctx.device, ctx))
             labels = ctx.gather(val.labels if val.labels is not None else np.zeros(0, dtype=np.float32))
             truth = ctx.gather(val_truth) if val_truth is not None else None
             scored = evaluate_predictions(labels, preds, truth)
@@ -221,12 +327,44 @@ def run_training(
 
         with tempfile.TemporaryDirectory(prefix="quest-ckpt-") as tmp:
             ckpt = None
-            if ctx.is_chief and config.checkpoint.enabled:
+            if config.checkpoint.enabled and sharded:
+                full, optimizer_shards = _checkpoint_state(model, optimizer, ctx)
+                if ctx.is_chief:
+                    ckpt = Path(tmp)
+                    unsharded = QuestRanker(config.model)
+                    unsharded.load_state_dict(full)
+                    save_model(unsharded, ckpt)
+                    torch.save(
+                        {"optimizer_shards": optimizer_shards, "epoch": epoch, "world_size": ctx.world_size,
+                         "sharding": config.sharding},
+                        ckpt / TRAIN_STATE,
+                    )
+            elif ctx.is_chief and config.checkpoint.enabled:
                 ckpt = _write_checkpoint(model, optimizer, epoch, Path(tmp))
             reporter.report(metrics, ckpt)
         if ctx.is_chief and on_epoch_end is not None:
             on_epoch_end(metrics)
     return model
+
+
+def _maybe_fail(config: TrainLoopConfig, ctx: WorkerContext, epoch: int) -> None:
+    """Testing hook: rank 1 dies (no cleanup, like a killed pod) once, at ``fail_at_epoch``."""
+    if config.fail_at_epoch is None or config.fail_marker is None or epoch != config.fail_at_epoch:
+        return
+    if ctx.rank != min(1, ctx.world_size - 1):
+        return
+    marker = Path(config.fail_marker)
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"killed rank {ctx.rank} at epoch {epoch}\n")
+    # Die a few seconds into the epoch, as a crash mid-epoch would: Ray Train's controller
+    # registers reported checkpoints when it polls the workers (every 2 s by default), so a
+    # death right after report() could beat the registration of the previous epoch's checkpoint.
+    time.sleep(6.0)
+    import os
+
+    os._exit(1)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -277,11 +415,27 @@ def fit_in_process(
     )
 
 
+def scaling_from_cluster(num_workers: int | None = None, use_gpu: bool | None = None) -> tuple[int, bool]:
+    """Workers and GPU use from the connected Ray cluster's resources where not given.
+
+    With GPUs in the cluster: ``use_gpu`` and one worker per GPU. Without: CPU workers (1 unless
+    given).
+    """
+    import ray
+
+    gpus = int(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0
+    if use_gpu is None:
+        use_gpu = gpus > 0
+    if num_workers is None:
+        num_workers = max(1, gpus) if use_gpu else 1
+    return num_workers, use_gpu
+
+
 def fit_with_ray_train(
     config: TrainLoopConfig,
     *,
-    num_workers: int,
-    use_gpu: bool,
+    num_workers: int | None,
+    use_gpu: bool | None,
     storage_path: str,
     name: str,
     max_failures: int = 1,
@@ -295,8 +449,10 @@ def fit_with_ray_train(
 
     Args:
         config: What to train and how.
-        num_workers: Training workers (one process each; one GPU each with ``use_gpu``).
-        use_gpu: Train on GPUs (NCCL) instead of CPUs (gloo).
+        num_workers: Training workers (one process each; one GPU each with ``use_gpu``); None:
+            one per GPU of the cluster (or 1 without GPUs).
+        use_gpu: Train on GPUs (NCCL, bf16 autocast) instead of CPUs (gloo); None: when the
+            cluster has GPUs.
         storage_path: Absolute local path or URI where Ray Train persists the run.
         name: Run name (a directory under ``storage_path``).
         max_failures: Worker-group restarts (from the latest checkpoint) before giving up.
@@ -313,6 +469,7 @@ def fit_with_ray_train(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    num_workers, use_gpu = scaling_from_cluster(num_workers, use_gpu)
     started = time.perf_counter()
     resources: dict[str, float] = {"CPU": cpus_per_worker}
     if use_gpu:
@@ -360,5 +517,6 @@ __all__ = [
     "load_shard",
     "predict",
     "run_training",
+    "scaling_from_cluster",
     "train_loop_per_worker",
 ]

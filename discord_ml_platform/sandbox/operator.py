@@ -15,11 +15,11 @@ Faults (:class:`~discord_ml_platform.sandbox.faults.OperatorFaults`) come from t
 (in process: ``server.faults.operator``; out of process: ``GET /sandbox/v1/faults``), overridden
 per object by annotations.
 
-Extension point for RayJobs (a later issue): add a second :class:`ResourceWatch` on ``rayjobs`` in
-:meth:`SandboxOperator.start` whose events go to a ``RayJobReconciler`` that creates a RayCluster
-from ``spec.rayClusterSpec`` (owned by the RayJob, so this operator brings it up), submits
-``spec.entrypoint`` through the Jobs API once it is ready, mirrors the job into
-``status.jobStatus``/``jobDeploymentStatus``, and honours ``OperatorFaults.job_fails``.
+RayJobs: a second watch, on ``rayjobs``, feeds :class:`~discord_ml_platform.sandbox.operator_rayjob.RayJobController`,
+which creates a RayCluster from ``spec.rayClusterSpec`` (owned by the RayJob, so this operator brings
+it up), submits ``spec.entrypoint`` through the Jobs API once it is ready, mirrors the job into
+``status.jobStatus``/``jobDeploymentStatus``, enforces ``activeDeadlineSeconds``, deletes the
+cluster ``ttlSecondsAfterFinished`` after the end, and honours ``OperatorFaults.job_fails``.
 
 Run it as a process against any kubeconfig::
 
@@ -50,6 +50,7 @@ from discord_ml_platform.backends.local import LocalBackend
 from . import operator_objects as objs
 from .faults import OperatorFaults, operator_faults_for
 from .operator_cluster import GROUP, PLURAL, VERSION, ClusterReconciler, OperatorApi
+from .operator_rayjob import RayJobController
 
 log = logging.getLogger(__name__)
 FaultsSource = Callable[[], OperatorFaults]
@@ -115,6 +116,7 @@ class SandboxOperator:
         self._watch = ResourceWatch("operator-rayclusters", self.api.custom.list_cluster_custom_object,
                                     lambda kind, obj: self._inbox.put((kind, obj)), args=(GROUP, VERSION, PLURAL))
         self._dispatcher = threading.Thread(target=self._dispatch, name="sandbox-operator", daemon=True)
+        self.rayjobs = RayJobController(self.api, self.faults_source)
         self._started = False
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -125,11 +127,12 @@ class SandboxOperator:
             self._started = True
             self._dispatcher.start()
             self._watch.start()
+            self.rayjobs.start()
         return self
 
     def wait_synced(self, timeout_s: float = 10) -> bool:
         """Whether the first list of RayClusters arrived within ``timeout_s``."""
-        return self._watch.synced.wait(timeout_s)
+        return self._watch.synced.wait(timeout_s) and self.rayjobs.synced.wait(timeout_s)
 
     def stop(self, timeout_s: float = 30) -> None:
         """Stop watching and stop every local Ray cluster this operator started.
@@ -138,6 +141,7 @@ class SandboxOperator:
         others keep it, as with a real operator that is down, and are brought up again by the
         next operator that starts.
         """
+        self.rayjobs.stop(timeout_s)  # first: a RayJob reconciler may still create RayClusters
         self._watch.stop()
         self._inbox.put(None)
         if self._dispatcher.is_alive():

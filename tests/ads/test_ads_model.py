@@ -35,7 +35,7 @@ def test_batch_keys_shapes_and_offsets(frame: pd.DataFrame, small_world: QuestWo
     batch = batch_from_frame(frame, schema)
     n = len(frame)
     assert batch["user_id"].shape == (n,) and batch["user_id"].dtype == torch.int64
-    assert batch["dense"].shape == (n, len(schema.dense)) and batch["dense"].dtype == torch.float32
+    assert batch["dense"].shape == (n, schema.num_dense_inputs) and batch["dense"].dtype == torch.float32
     assert batch["label"].shape == (n,)
     offsets = batch["game_ids" + OFFSETS_SUFFIX]
     assert offsets.shape == (n,) and offsets[0] == 0

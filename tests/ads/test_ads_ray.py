@@ -72,3 +72,40 @@ def test_ray_data_scoring(ray_trained: TrainResult, windows, tmp_path) -> None:
         score_in_process(ray_trained.model_path, windows["validation"], tmp_path / "ref.parquet")["output_path"]
     ).sort_values("event_id").reset_index(drop=True)
     np.testing.assert_allclose(scored["score"], reference["score"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.timeout(300)
+def test_killed_worker_resumes_from_last_checkpoint(ray_session, windows, small_world, tmp_path) -> None:
+    """Rank 1 dies abruptly at the start of epoch 1 (first attempt only); Ray Train restarts the
+    group (FailureConfig), every worker restores the epoch-0 checkpoint, and the run finishes.
+    Sharded (row-wise) tables on 2 workers, so the restore also re-shards the checkpoint."""
+    from discord_ml_platform.ads.train import fit_with_ray_train
+
+    marker = tmp_path / "killed-once"
+    config = TrainLoopConfig(
+        train_path=str(windows["train"]),
+        epochs=3,
+        batch_size=512,
+        torch_threads=1,
+        max_train_rows=4_000,
+        model=RankerConfig.from_schema(small_world.schema, embedding_dim=8),
+        sharding="row",
+        fail_at_epoch=1,
+        fail_marker=str(marker),
+        emit_pipes_metrics=False,
+    )
+    result = fit_with_ray_train(
+        config,
+        num_workers=2,
+        use_gpu=False,
+        storage_path=str(tmp_path / "storage"),
+        name="quest-ranker-failure",
+        max_failures=1,
+        cpus_per_worker=0.5,
+    )
+    assert marker.exists(), "the failure hook never fired"
+    assert result.metrics["epoch"] == 2
+    # The last report came from the restarted group, which began at epoch 1 (after checkpoint 0).
+    assert result.metrics["start_epoch"] == 1
+    assert result.metrics["sharding"] == "row"
+    assert load_model(result.model_path) is not None

@@ -45,6 +45,9 @@ class WorldConfig:
         max_quest_days: Longest quest lifetime in days.
         user_zipf: Zipf exponent of user activity (how often a user appears).
         item_zipf: Zipf exponent of game and guild popularity.
+        personal_taste: Weight of the part of a user's taste that only their own history reveals
+            (learnable only through the user id); the rest comes from their games and guilds.
+        guild_taste: Weight of the guilds' share of a user's taste (games weigh 1).
     """
 
     num_users: int = 50_000
@@ -56,6 +59,8 @@ class WorldConfig:
     max_quest_days: int = 40
     user_zipf: float = 0.8
     item_zipf: float = 1.05
+    personal_taste: float = 0.1
+    guild_taste: float = 0.5
 
     def schema(self) -> FeatureSchema:
         """The feature schema matching this world's cardinalities."""
@@ -201,9 +206,9 @@ class QuestWorld:
         # A user's taste is part personal, part what they play, part the guilds they are in:
         # that is what makes the bags of game and guild ids predictive for users never seen.
         latent = (
-            0.3 * rng.standard_normal((n_u, k))
+            cfg.personal_taste * rng.standard_normal((n_u, k))
             + 1.0 * segment_mean(game_latent[game_val], game_off)
-            + 0.5 * segment_mean(guild_latent[guild_val], guild_off)
+            + cfg.guild_taste * segment_mean(guild_latent[guild_val], guild_off)
         )
         latent /= latent.std(axis=0, keepdims=True)
 

@@ -23,7 +23,8 @@ def main() -> None:
         ray.init(address=os.environ.get("RAY_ADDRESS", "auto"))
         ray.data.DataContext.get_current().enable_progress_bars = False  # bars garble job logs
         result = score_with_ray_data(
-            Path(extras["model_dir"]) / "model",
+            # The promoted (champion) version's files when given, else the partition's model.
+            Path(extras["model_path"]) if extras.get("model_path") else Path(extras["model_dir"]) / "model",
             extras["input_path"],
             output,
             batch_size=int(extras["batch_size"]),
@@ -36,6 +37,7 @@ def main() -> None:
             "rows": int(result["rows"]),
             "rows_per_second": round(float(result["rows_per_second"]), 1),
             "scores_path": {"raw_value": str(output), "type": "path"},
+            "model_version": str(extras.get("model_version", "partition")),
         })
 
 

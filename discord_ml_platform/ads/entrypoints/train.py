@@ -34,6 +34,7 @@ def main() -> None:
             seed=0,
             model=RankerConfig(),
             torch_threads=1,
+            sharding=str(extras.get("sharding", "row")),
         )
         ray.init(address=os.environ.get("RAY_ADDRESS", "auto"))
         result = fit_with_ray_train(

@@ -1,0 +1,258 @@
+"""KubeRay ``ray.io/v1`` RayJobs through the official ``kubernetes`` client: create, read, follow, stop.
+
+In RayJob mode KubeRay owns the cluster's life: it creates the RayCluster from
+``spec.rayClusterSpec``, submits ``spec.entrypoint`` once the head is ready, and deletes the
+cluster ``ttlSecondsAfterFinished`` after the job ends (``shutdownAfterJobFinishes``), whether or
+not the process that created the RayJob still runs. This module is what that process needs:
+render and create the RayJob, read its status as a :class:`RayJobState`, and stop it early
+(suspend or delete) when the run that owns it is terminated. Nothing Dagster-specific.
+
+Status fields read (KubeRay v1 ``RayJobStatus``): ``jobDeploymentStatus`` (``Initializing``,
+``Running``, ``Complete``, ``Failed``, ``Suspending``, ``Suspended``, ``Retrying``, ``Waiting``,
+``ValidationFailed``), ``jobStatus`` (Ray's ``PENDING``, ``RUNNING``, ``SUCCEEDED``, ``FAILED``,
+``STOPPED``), ``reason`` (``SubmissionFailed``, ``DeadlineExceeded``, ``AppFailed``,
+``JobDeploymentStatusTransitionGracePeriodExceeded``, ``ValidationFailed``), ``message``,
+``jobId``, ``rayClusterName``, ``dashboardURL`` (``host:port``, no scheme), ``startTime``,
+``endTime``, ``succeeded``/``failed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from discord_ml_platform.backends.base import ClusterError
+from discord_ml_platform.backends.kuberay import load_platform_config, make_api_client
+from discord_ml_platform.backends.kuberay_retry import RetryPolicy, api_error_message, call_with_retries, status_code
+from discord_ml_platform.spec import ClusterSpec, PlatformConfig
+from discord_ml_platform.spec.render import render_rayjob
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL = "ray.io", "v1", "rayjobs"
+TERMINAL_DEPLOYMENT = frozenset({"Complete", "Failed", "ValidationFailed"})
+TERMINAL_JOB = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+# A Ray job has been submitted once Ray reports any status for it: its logs can be followed.
+SUBMITTED_JOB = frozenset({"PENDING", "RUNNING", *TERMINAL_JOB})
+
+
+@dataclass(frozen=True)
+class RayJobState:
+    """The parts of a RayJob's status a client acts on.
+
+    Attributes:
+        name: The RayJob's name.
+        namespace: Its namespace.
+        deployment_status: ``jobDeploymentStatus`` (``""`` before the operator saw it).
+        job_status: ``jobStatus``, the Ray job's status (``""`` before submission).
+        reason: ``reason`` of a ``Failed`` deployment.
+        message: ``message``.
+        job_id: ``jobId``, the Ray submission id.
+        cluster_name: ``rayClusterName``.
+        dashboard_url: ``dashboardURL`` with an ``http://`` scheme (``""`` until known).
+        exists: ``False`` once the RayJob is gone.
+    """
+
+    name: str
+    namespace: str
+    deployment_status: str = ""
+    job_status: str = ""
+    reason: str = ""
+    message: str = ""
+    job_id: str = ""
+    cluster_name: str = ""
+    dashboard_url: str = ""
+    exists: bool = True
+
+    @classmethod
+    def from_object(cls, obj: dict[str, Any]) -> RayJobState:
+        """Read a RayJob (as a dict)."""
+        meta = obj.get("metadata") or {}
+        status = obj.get("status") or {}
+        url = str(status.get("dashboardURL") or "")
+        if url and "://" not in url:
+            url = f"http://{url}"
+        return cls(
+            name=meta.get("name", ""),
+            namespace=meta.get("namespace", "default"),
+            deployment_status=str(status.get("jobDeploymentStatus") or ""),
+            job_status=str(status.get("jobStatus") or ""),
+            reason=str(status.get("reason") or ""),
+            message=str(status.get("message") or ""),
+            job_id=str(status.get("jobId") or (obj.get("spec") or {}).get("jobId") or ""),
+            cluster_name=str(status.get("rayClusterName") or ""),
+            dashboard_url=url,
+        )
+
+    @property
+    def finished(self) -> bool:
+        """The deployment reached ``Complete``/``Failed``, or the RayJob is gone."""
+        return not self.exists or self.deployment_status in TERMINAL_DEPLOYMENT
+
+    @property
+    def succeeded(self) -> bool:
+        """``Complete`` with the Ray job ``SUCCEEDED``."""
+        return self.exists and self.deployment_status == "Complete" and self.job_status == "SUCCEEDED"
+
+    @property
+    def submitted(self) -> bool:
+        """The Ray job exists on the cluster (its logs can be read through ``dashboard_url``)."""
+        return bool(self.dashboard_url and self.job_id and self.job_status in SUBMITTED_JOB)
+
+    def phase(self) -> tuple[str, str]:
+        """``(deployment status, job status)``: what a follower reports when it changes."""
+        return (self.deployment_status or "New", self.job_status or "-")
+
+    def describe(self) -> str:
+        """One line for logs and failure messages."""
+        if not self.exists:
+            return f"RayJob {self.namespace}/{self.name} is gone"
+        text = f"RayJob {self.namespace}/{self.name}: {self.deployment_status or 'New'}, job {self.job_status or '-'}"
+        if self.reason:
+            text += f", reason {self.reason}"
+        if self.cluster_name:
+            text += f", cluster {self.cluster_name}"
+        if self.message:
+            text += f": {self.message}"
+        return text
+
+
+def rayjob_submission_id(name: str) -> str:
+    """A Ray submission id for a RayJob, set on ``spec.jobId`` so the client knows it up front."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+class KubeRayJobs:
+    """RayJobs in one namespace.
+
+    Args:
+        kubeconfig: Kubeconfig file; ``None``: in-cluster config in a pod, else the default one.
+        context: Kubeconfig context.
+        namespace: Namespace of the RayJobs.
+        api_client: A ready ``ApiClient`` to use instead of loading a config.
+        platform_config: Catalog and policy for rendering; default from ``$DMP_PLATFORM_CONFIG``.
+        retry: Retry policy of every API call.
+    """
+
+    def __init__(self, kubeconfig: str | None = None, context: str | None = None, *, namespace: str = "ray",
+                 api_client: Any = None, platform_config: PlatformConfig | None = None,
+                 retry: RetryPolicy | None = None) -> None:
+        from kubernetes import client
+
+        self.namespace = namespace
+        self._owns_client = api_client is None
+        self.api_client = api_client if api_client is not None else make_api_client(kubeconfig, context)
+        self.custom = client.CustomObjectsApi(self.api_client)
+        self.platform_config = platform_config or load_platform_config()
+        self.retry = retry or RetryPolicy()
+
+    def close(self) -> None:
+        """Close the connection pool (only if this object created the client)."""
+        if self._owns_client:
+            self.api_client.close()
+
+    def __enter__(self) -> KubeRayJobs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("_request_timeout", (5.0, 30.0))
+        try:
+            return call_with_retries(lambda: fn(*args, **kwargs), what, self.retry)
+        except ClusterError:
+            raise
+        except Exception as err:
+            if status_code(err) == 404:
+                raise
+            raise ClusterError(f"Kubernetes API call failed: {what}: {api_error_message(err)}") from err
+
+    def render(self, spec: ClusterSpec, *, entrypoint: str, created_at: datetime | None = None,
+               **job: Any) -> dict[str, Any]:
+        """The RayJob for ``spec`` (see :func:`~discord_ml_platform.spec.render.render_rayjob` for ``job``)."""
+        cfg = self.platform_config
+        return render_rayjob(spec, entrypoint=entrypoint, catalog=cfg.catalog, policy=cfg.policy,
+                             created_at=created_at or datetime.now(timezone.utc), **job)
+
+    def create(self, manifest: dict[str, Any]) -> RayJobState:
+        """Create the RayJob ``manifest`` (in its own namespace).
+
+        Raises:
+            ClusterError: the name is taken or the API refused.
+        """
+        meta = manifest["metadata"]
+        what = f"create RayJob {meta['namespace']}/{meta['name']}"
+        try:
+            created = self._call(what, self.custom.create_namespaced_custom_object, GROUP, VERSION,
+                                 meta["namespace"], PLURAL, manifest)
+        except ClusterError:
+            raise
+        except Exception as err:
+            raise ClusterError(f"{what}: {api_error_message(err)}") from err
+        log.info("created RayJob %s/%s", meta["namespace"], meta["name"])
+        return RayJobState.from_object(created)
+
+    def get(self, name: str) -> RayJobState:
+        """The RayJob's state (``exists=False`` when it is gone)."""
+        obj = self.get_object(name)
+        return RayJobState(name, self.namespace, exists=False) if obj is None else RayJobState.from_object(obj)
+
+    def get_object(self, name: str) -> dict[str, Any] | None:
+        """The RayJob as a dict, or ``None``."""
+        try:
+            return self._call(f"get RayJob {self.namespace}/{name}", self.custom.get_namespaced_custom_object,
+                              GROUP, VERSION, self.namespace, PLURAL, name)
+        except ClusterError:
+            raise
+        except Exception as err:
+            if status_code(err) == 404:
+                return None
+            raise
+
+    def follow(self, name: str, poll_s: float = 0.25) -> Iterator[RayJobState]:
+        """Yield the RayJob's state every ``poll_s`` until it is finished (last state included)."""
+        while True:
+            state = self.get(name)
+            yield state
+            if state.finished:
+                return
+            time.sleep(poll_s)
+
+    def suspend(self, name: str) -> None:
+        """Set ``spec.suspend``: KubeRay stops the job and deletes the cluster, keeping the RayJob."""
+        try:
+            self._call(f"suspend RayJob {self.namespace}/{name}", self.custom.patch_namespaced_custom_object,
+                       GROUP, VERSION, self.namespace, PLURAL, name, {"spec": {"suspend": True}})
+        except ClusterError:
+            raise
+        except Exception as err:
+            if status_code(err) != 404:
+                raise
+
+    def delete(self, name: str, *, wait_s: float = 0, poll_s: float = 0.2) -> bool:
+        """Delete the RayJob (its RayCluster is garbage-collected with it); ``True`` if it existed.
+
+        With ``wait_s`` > 0, wait up to that long until the RayJob is gone.
+        """
+        try:
+            self._call(f"delete RayJob {self.namespace}/{name}", self.custom.delete_namespaced_custom_object,
+                       GROUP, VERSION, self.namespace, PLURAL, name, propagation_policy="Background")
+        except ClusterError:
+            raise
+        except Exception as err:
+            if status_code(err) == 404:
+                return False
+            raise
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and self.get_object(name) is not None:
+            time.sleep(poll_s)
+        return True
+
+
+__all__ = ["KubeRayJobs", "RayJobState", "TERMINAL_DEPLOYMENT", "TERMINAL_JOB", "rayjob_submission_id"]

@@ -1,0 +1,186 @@
+"""Ad Relevance quality gate: XGBoost baseline, champion/challenger checks, promotion.
+
+Flow per daily partition (on top of ``pipelines.assets``)::
+
+    ad_relevance_model ─┬─> ad_relevance_evaluation ──(checks)──> ad_relevance_promotion ──> ad_relevance_scores
+                        └─> ad_relevance_baseline ────────────────┘
+
+* ``ad_relevance_baseline``: XGBoost on the same train/holdout split as the model, as a Ray job.
+* Blocking asset checks on ``ad_relevance_evaluation``: the candidate must beat the baseline and
+  must not be worse than the current champion (both measured on the same holdout). A failing
+  blocking check stops the downstream promotion (and so the scoring) in that run.
+* ``ad_relevance_promotion``: registers the candidate in the model registry (metrics + lineage)
+  and makes it champion when the gates pass; ``ad_relevance_scores`` scores with the champion.
+
+No ``from __future__ import annotations``: Dagster inspects the annotations for config and resources.
+"""
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from pipelines.assets import GROUP, PARTITIONS, _python_module, _spec_for, ad_relevance_evaluation, ad_relevance_model
+from pipelines.config import ClusterConfig
+from resources import PipesRayJobClient, RayClusterResource
+from resources.storage import DataRootResource
+
+_MODEL_NAME = dict(pattern=r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$", description="Model name (as in training).")
+
+
+class BaselineConfig(ClusterConfig):
+    """The XGBoost baseline run."""
+
+    model_name: str = Field(default="ad-relevance", **_MODEL_NAME)  # type: ignore[arg-type]
+    use_ray_trainer: bool = Field(default=False, description="Boost with Ray Train's XGBoostTrainer across workers instead of one Ray task.")
+    cpus: float = Field(default=1, gt=0, le=96, description="CPUs of the fitting task (or per XGBoostTrainer worker).")
+    max_depth: int = Field(default=8, ge=1, le=16, description="Tree depth.")
+    num_boost_round: int = Field(default=2000, ge=1, le=10_000, description="Most boosting rounds (early stopping picks fewer).")
+
+
+class QualityGateConfig(dg.Config):
+    """Thresholds of the promotion gate (shared by the checks and the promotion asset)."""
+
+    model_name: str = Field(default="ad-relevance", **_MODEL_NAME)  # type: ignore[arg-type]
+    min_gain_over_baseline: float = Field(default=0.0, ge=-1, le=1, description="Candidate AUC must exceed the baseline's by more than this.")
+    max_regression_vs_champion: float = Field(default=0.002, ge=0, le=1, description="Candidate AUC may trail the champion's by at most this.")
+
+
+def read_gate_inputs(data_root: DataRootResource, model_name: str, partition: str) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+    """Candidate metrics, baseline metrics and champion metrics (same holdout) of a partition."""
+    model_dir = data_root.model_dir(model_name, partition)
+    evaluation_file = model_dir / "evaluation.json"
+    if not evaluation_file.is_file():
+        raise dg.Failure(f"no evaluation at {evaluation_file}: materialize ad_relevance_evaluation first")
+    evaluation = json.loads(evaluation_file.read_text())
+    baseline_file = model_dir / "baseline.json"
+    baseline = json.loads(baseline_file.read_text()) if baseline_file.is_file() else None
+    return evaluation, baseline, evaluation.get("champion_metrics")
+
+
+def _decision(data_root: DataRootResource, config: QualityGateConfig, partition: str):
+    from discord_ml_platform.ads.registry import promotion_decision
+
+    candidate, baseline, champion = read_gate_inputs(data_root, config.model_name, partition)
+    return candidate, baseline, champion, promotion_decision(
+        candidate, baseline, champion,
+        min_gain_over_baseline=config.min_gain_over_baseline,
+        max_regression_vs_champion=config.max_regression_vs_champion,
+    )
+
+
+@dg.asset(partitions_def=PARTITIONS, group_name=GROUP, deps=[ad_relevance_model], kinds={"ray", "xgboost"},
+          description="XGBoost baseline trained on the same train split as the model, scored on the same holdout.")
+def ad_relevance_baseline(context: dg.AssetExecutionContext, config: BaselineConfig, ray_cluster: RayClusterResource,
+                          pipes_ray: PipesRayJobClient, data_root: DataRootResource) -> Iterator[dg.MaterializeResult]:
+    """Fit and evaluate the baseline as a Ray job on the run's cluster."""
+    extras = {
+        "model_dir": str(data_root.model_dir(config.model_name, context.partition_key)),
+        "use_ray_trainer": config.use_ray_trainer,
+        "num_workers": config.workers,
+        "cpus": config.cpus,
+        "settings": {"max_depth": config.max_depth, "num_boost_round": config.num_boost_round},
+    }
+    invocation = yield from pipes_ray.run_workload(context=context, ray_cluster=ray_cluster, extras=extras,
+                                                   spec=_spec_for(context, ray_cluster, config),
+                                                   entrypoint=_python_module("discord_ml_platform.ads.entrypoints.baseline"))
+    yield invocation.get_materialize_result()
+
+
+@dg.asset_check(asset=ad_relevance_evaluation, blocking=True, partitions_def=PARTITIONS,
+                additional_deps=[ad_relevance_baseline],
+                description="The candidate's holdout AUC is above the XGBoost baseline's (same split).")
+def candidate_beats_baseline(context: dg.AssetCheckExecutionContext, config: QualityGateConfig,
+                             data_root: DataRootResource) -> dg.AssetCheckResult:
+    """Blocks promotion when the neural model does not beat XGBoost."""
+    candidate, baseline, _, decision = _decision(data_root, config, context.partition_key)
+    return dg.AssetCheckResult(
+        passed=decision.checks["beats_baseline"],
+        metadata={
+            "candidate_auc": float(candidate["auc"]),
+            "baseline_auc": float(baseline["auc"]) if baseline else None,
+            "ceiling_auc": float(candidate.get("ceiling_auc", float("nan"))),
+            "reason": decision.reasons[0],
+        },
+    )
+
+
+@dg.asset_check(asset=ad_relevance_evaluation, blocking=True, partitions_def=PARTITIONS,
+                description="The candidate's holdout AUC is not worse than the champion's on the same holdout.")
+def candidate_not_worse_than_champion(context: dg.AssetCheckExecutionContext, config: QualityGateConfig,
+                                      data_root: DataRootResource) -> dg.AssetCheckResult:
+    """Blocks promotion when the candidate regresses against the model in production."""
+    candidate, _, champion, decision = _decision(data_root, config, context.partition_key)
+    return dg.AssetCheckResult(
+        passed=decision.checks["not_worse_than_champion"],
+        metadata={
+            "candidate_auc": float(candidate["auc"]),
+            "champion_auc": float(champion["auc"]) if champion else None,
+            "champion_version": str(candidate.get("champion_version", "")),
+            "reason": decision.reasons[1],
+        },
+    )
+
+
+def version_id(partition: str, run_id: str) -> str:
+    """Registry version of a partition's candidate: ``<date>-<run id prefix>``."""
+    return f"{partition}-{run_id[:8]}"
+
+
+@dg.asset(partitions_def=PARTITIONS, group_name=GROUP, deps=[ad_relevance_evaluation, ad_relevance_baseline],
+          kinds={"registry"},
+          description="The candidate registered with metrics and lineage, and promoted to champion when the gates pass.")
+def ad_relevance_promotion(context: dg.AssetExecutionContext, config: QualityGateConfig,
+                           data_root: DataRootResource) -> dg.MaterializeResult:
+    """Register the partition's model; promote it when it beats the baseline and the champion."""
+    from discord_ml_platform.ads.registry import ModelRegistry
+
+    partition = context.partition_key
+    candidate, baseline, champion, decision = _decision(data_root, config, partition)
+    model_dir = data_root.model_dir(config.model_name, partition)
+    split_file = model_dir / "split.json"
+    split = json.loads(split_file.read_text()) if split_file.is_file() else {}
+    registry = ModelRegistry(data_root.root)
+    previous = registry.get_champion(config.model_name)
+    metrics = {k: v for k, v in candidate.items() if isinstance(v, (int, float))}
+    if baseline:
+        metrics["baseline_auc"] = baseline.get("auc")
+    version = registry.register(
+        config.model_name,
+        version_id(partition, context.run_id),
+        model_dir / "model",
+        metrics,
+        lineage={
+            "run_id": context.run_id,
+            "partition": partition,
+            "windows": split.get("windows", []),
+            "train_path": split.get("train_path"),
+            "holdout_path": split.get("holdout_path"),
+            "train_rows": split.get("train_rows"),
+            "model_dir": str(model_dir),
+            "previous_champion": previous.version if previous else None,
+        },
+    )
+    if decision.promote:
+        registry.promote(config.model_name, version.version, reason="; ".join(decision.reasons))
+        context.log.info(f"promoted {version.version} to champion: {'; '.join(decision.reasons)}")
+    else:
+        context.log.warning(f"kept champion {previous.version if previous else None}: {'; '.join(decision.reasons)}")
+    champion_now = registry.get_champion(config.model_name)
+    return dg.MaterializeResult(metadata={
+        "version": version.version,
+        "promoted": decision.promote,
+        "champion_version": champion_now.version if champion_now else "",
+        "previous_champion": previous.version if previous else "",
+        "candidate_auc": float(candidate["auc"]),
+        "baseline_auc": float(baseline["auc"]) if baseline else None,
+        "champion_auc_same_holdout": float(champion["auc"]) if champion else None,
+        "reasons": dg.MetadataValue.json(decision.reasons),
+        "registry_path": dg.MetadataValue.path(str(version.path)),
+    })
+
+
+AD_RELEVANCE_QUALITY_ASSETS = [ad_relevance_baseline, ad_relevance_promotion]
+AD_RELEVANCE_QUALITY_CHECKS = [candidate_beats_baseline, candidate_not_worse_than_champion]

@@ -1,0 +1,192 @@
+"""RayJob mode: a workload submitted as a KubeRay ``RayJob``, so KubeRay owns its cluster's life.
+
+In RayCluster mode (the default) the run creates a cluster, submits jobs to it and deletes it in a
+``finally``; a killed run process leaves the cluster to the cleanup sensor. In RayJob mode the
+asset hands KubeRay one ``ray.io/v1`` RayJob, rendered from the same ``ClusterSpec`` (policy
+applied) with the workload's entrypoint and its Pipes runtime env; KubeRay creates the cluster,
+runs the entrypoint, and deletes the cluster ``ttl_seconds_after_finished`` after the job ends,
+or stops it at ``active_deadline_seconds``, whether or not this process still runs.
+
+The Dagster side follows the RayJob: each ``jobDeploymentStatus``/``jobStatus`` change is logged as a
+phase, the job's logs are streamed into the event log through the cluster's dashboard (read from
+the RayJob's ``status.dashboardURL``) with the same Pipes handling as RayCluster mode, and the end
+maps to step success or a ``Failure`` naming KubeRay's reason (``AppFailed``, ``DeadlineExceeded``,
+``SubmissionFailed``...). If the step itself ends early (run terminated, an error in the step), the
+RayJob is deleted (or suspended), which takes its cluster with it.
+
+Select it with ``RayClusterResource(mode="rayjob", backend="kuberay", ...)`` and run workloads with
+``PipesRayJobClient.run_workload`` (either mode) or ``PipesRayJobClient.run_rayjob``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Generator, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import dagster as dg
+from pydantic import Field
+
+from discord_ml_platform.spec import ClusterSpec
+
+if TYPE_CHECKING:
+    from resources.pipes_ray_job import PipesRayJobClient
+    from resources.ray_cluster import RayClusterResource
+
+
+class RayJobOptions(dg.Config):
+    """How KubeRay treats a RayJob of this resource. Defaults are safe: the cluster is removed after
+    the job, kept a short while for its logs, and a job cannot run forever."""
+
+    shutdown_after_job_finishes: bool = Field(
+        default=True, description="Delete the cluster after the job ends (after ttl_seconds_after_finished).")
+    ttl_seconds_after_finished: int = Field(
+        default=60, ge=0, le=86400,
+        description="Seconds the finished job's cluster is kept (its logs stay readable) before KubeRay deletes it.")
+    active_deadline_seconds: int | None = Field(
+        default=6 * 3600, ge=1, le=7 * 86400,
+        description="KubeRay stops the job and fails the RayJob (DeadlineExceeded) after this many seconds; "
+                    "None for no deadline.")
+    backoff_limit: int = Field(default=0, ge=0, le=100, description="Retries of the whole job, each on a new cluster.")
+    on_terminate: Literal["delete", "suspend"] = Field(
+        default="delete",
+        description="What ending the step early does to the RayJob: 'delete' it (and its cluster) or 'suspend' it "
+                    "(KubeRay stops the job and deletes the cluster, the RayJob stays for inspection).")
+
+
+def rayjob_name(spec: ClusterSpec, step_key: str) -> str:
+    """A RayJob name per step of a run: the run's cluster name plus a hash of the step.
+
+    Kept at most 41 characters, so KubeRay's ``<name>-<5 chars>`` cluster name stays within 47.
+    """
+    digest = hashlib.sha256(step_key.encode()).hexdigest()[:5]
+    return f"{spec.name[:35].rstrip('-')}-{digest}"
+
+
+def run_rayjob(
+    client: PipesRayJobClient,
+    *,
+    context: dg.AssetExecutionContext | dg.OpExecutionContext,
+    ray_cluster: RayClusterResource,
+    spec: ClusterSpec,
+    entrypoint: str,
+    runtime_env: Mapping[str, Any] | None = None,
+    extras: dict[str, Any] | None = None,
+    asset_key: dg.AssetKey | None = None,
+) -> Generator[dg.AssetObservation, None, dg.PipesClientCompletedInvocation]:
+    """Run ``entrypoint`` as a RayJob on a cluster of ``spec`` and follow it to the end.
+
+    Yields an ``AssetObservation`` per reported epoch while the job runs, and returns the completed
+    Pipes invocation (its materialization carries the RayJob's metadata).
+
+    Raises:
+        dagster.Failure: the RayJob failed (the description names KubeRay's reason and message and
+            the metadata holds the last log lines), or ``ray_cluster`` is not on the kuberay backend.
+    """
+    from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs, RayJobState, rayjob_submission_id
+    from discord_ml_platform.jobs import LogFollower, RayJobError, job_client
+    from resources.pipes_ray_job import PipesLogLines, RayJobLogMessageReader, pipes_runtime_env
+
+    if ray_cluster.backend != "kuberay":
+        raise dg.Failure(f"mode='rayjob' needs backend='kuberay' (KubeRay runs the RayJob); got {ray_cluster.backend!r}")
+    options = ray_cluster.rayjob
+    name = rayjob_name(spec, f"{context.run_id}/{_step_key(context)}")
+    spec = spec.model_copy(update={"name": name})
+    if asset_key is None and isinstance(context, dg.AssetExecutionContext):
+        asset_key = context.asset_key
+    log = context.log
+    reader = RayJobLogMessageReader()
+    jobs = KubeRayJobs(ray_cluster.kubeconfig, ray_cluster.kube_context, namespace=spec.namespace)
+    started = time.time()
+    try:
+        with dg.open_pipes_session(context=context, context_injector=dg.PipesEnvContextInjector(),
+                                   message_reader=reader, extras=extras) as session:
+            assert reader.handler is not None
+            lines = PipesLogLines(context, reader.handler, asset_key, client.log_tail_on_failure)
+            job_id = rayjob_submission_id(name)
+            manifest = jobs.render(
+                spec, entrypoint=entrypoint, runtime_env=pipes_runtime_env(session, runtime_env),
+                submission_id=job_id, job_metadata={"dagster_run_id": context.run_id, "rayjob": name},
+                shutdown_after_job_finishes=options.shutdown_after_job_finishes,
+                ttl_seconds_after_finished=options.ttl_seconds_after_finished,
+                active_deadline_seconds=options.active_deadline_seconds, backoff_limit=options.backoff_limit,
+            )
+            jobs.create(manifest)
+            log.info(f"created RayJob {spec.namespace}/{name} (Ray job {job_id}): {entrypoint}; KubeRay creates its "
+                     f"cluster and deletes it {options.ttl_seconds_after_finished}s after the job ends")
+            follower: LogFollower | None = None
+            state = RayJobState(name, spec.namespace)
+            try:
+                deadline = time.monotonic() + client.job_timeout_s
+                last: tuple[str, str] | None = None
+                for state in jobs.follow(name, client.poll_interval_s):
+                    if state.phase() != last:
+                        last = state.phase()
+                        log.info(f"rayjob {name} [{last[0]}] job {last[1]}"
+                                 + (f" ({state.reason})" if state.reason else "")
+                                 + (f" cluster {state.cluster_name}" if state.cluster_name else "")
+                                 + (f": {state.message}" if state.message else ""))
+                    if follower is None and state.submitted:
+                        try:
+                            follower = LogFollower(job_client(state.dashboard_url, ray_cluster.ray_auth_mode),
+                                                   state.job_id, lines.on_line).start()
+                        except Exception as err:  # dashboard busy or already gone (short job, short TTL)
+                            log.warning(f"cannot follow the logs of Ray job {state.job_id} yet: {err}")
+                    yield from lines.drain()
+                    if time.monotonic() > deadline:
+                        raise RayJobError(f"RayJob {name} exceeded job_timeout_s={client.job_timeout_s}")
+                if follower is not None:
+                    follower.finish()  # the last lines, while KubeRay keeps the cluster for the TTL
+            except BaseException:
+                _stop_early(jobs, name, options.on_terminate, log)
+                raise
+            yield from lines.drain()
+            if not state.succeeded:
+                raise dg.Failure(
+                    description=f"RayJob {spec.namespace}/{name} {state.deployment_status or 'gone'}"
+                                f"{' (' + state.reason + ')' if state.reason else ''}: "
+                                f"{state.message or 'the RayJob was deleted before it finished'}",
+                    metadata={"rayjob": name, "ray_job_id": job_id, "reason": state.reason,
+                              "job_status": state.job_status, "last_log_lines": lines.tail()},
+                )
+    finally:
+        jobs.close()
+    metadata: dict[str, Any] = {
+        "rayjob": name,
+        "ray_job_id": job_id,
+        "cluster_name": state.cluster_name,
+        "cluster_backend": "kuberay",
+        "cluster_mode": "rayjob",
+        "cluster_namespace": spec.namespace,
+        "gpu_type": spec.gpu_type,
+        "gpu_count": spec.total_gpus,
+        "cluster_workers": spec.workers,
+        "rayjob_wall_seconds": round(time.time() - started, 2),
+        "log_lines": follower.lines if follower is not None else 0,
+        "ttl_seconds_after_finished": options.ttl_seconds_after_finished,
+    }
+    if state.dashboard_url:
+        metadata["ray_dashboard"] = dg.MetadataValue.url(state.dashboard_url)
+    return dg.PipesClientCompletedInvocation(session, metadata=metadata)
+
+
+def _step_key(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:
+    op_context = context.op_execution_context if isinstance(context, dg.AssetExecutionContext) else context
+    return op_context.get_step_execution_context().step.key
+
+
+def _stop_early(jobs: Any, name: str, how: str, log: Any) -> None:
+    """The step ends before the RayJob: hand its cluster back through KubeRay (never raise)."""
+    try:
+        if how == "suspend":
+            jobs.suspend(name)
+            log.warning(f"suspended RayJob {name} because the step ended early; KubeRay deletes its cluster")
+        else:
+            jobs.delete(name, wait_s=10)
+            log.warning(f"deleted RayJob {name} because the step ended early; its cluster goes with it")
+    except Exception as err:  # the cleanup sensor and the RayJob's deadline still apply
+        log.error(f"could not stop RayJob {name}: {err}")
+
+
+__all__ = ["RayJobOptions", "rayjob_name", "run_rayjob"]
