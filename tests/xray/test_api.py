@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TOKEN, FakeLocalClusters, add_event, add_raycluster, auth, make_settings, standin_launchers
+from xray_support import TOKEN, FakeLocalClusters, add_event, add_raycluster, auth, make_settings, standin_launchers
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TOKEN, FakeLocalClusters, add_raycluster, make_settings, standin_launchers
+from xray_support import TOKEN, FakeLocalClusters, add_raycluster, make_settings, standin_launchers
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [

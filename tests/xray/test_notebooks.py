@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import add_raycluster, standin_command
+from xray_support import add_raycluster, standin_command
 
 from discord_ml_platform.backends import ClusterEndpoints, ClusterHandle, ClusterInfo
 from discord_ml_platform.xray.notebook_local import LocalProcessLauncher, jupyterlab_command

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_settings
+from xray_support import make_settings
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
