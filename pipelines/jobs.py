@@ -13,7 +13,8 @@ GPU_POOL_TAG = "dmp/gpu-pool"
 # and deleted when the run's resources are torn down.
 ad_relevance_training = dg.define_asset_job(
     name="ad_relevance_training",
-    selection=AD_RELEVANCE_ASSETS,
+    # Without the promotion gate's checks: they belong to the gated release job below.
+    selection=dg.AssetSelection.assets(*AD_RELEVANCE_ASSETS).without_checks(),
     partitions_def=PARTITIONS,
     executor_def=dg.in_process_executor,
     tags={GPU_POOL_TAG: "cpu"},
@@ -36,7 +37,7 @@ ad_relevance_gated_release = dg.define_asset_job(
 
 ad_relevance_batch_scoring = dg.define_asset_job(
     name="ad_relevance_batch_scoring",
-    selection=[ad_relevance_scores],
+    selection=dg.AssetSelection.assets(ad_relevance_scores).without_checks(),
     partitions_def=PARTITIONS,
     executor_def=dg.in_process_executor,
     tags={GPU_POOL_TAG: "cpu"},

@@ -49,3 +49,8 @@ def test_definitions_load_with_jobs_schedule_and_sensor():
     assert {"ad_relevance_training", "ad_relevance_batch_scoring", "platform_smoke_test"} <= set(repo.job_names)
     assert repo.has_schedule_def("ad_relevance_daily_retrain")
     assert repo.has_sensor_def("new_quests_window_sensor")
+    # The daily job trains, evaluates and scores; the promotion gate runs only in the release job.
+    training = defs.resolve_job_def("ad_relevance_training")
+    assert set(training.graph.node_dict) == {"quests_window", "ad_relevance_model", "ad_relevance_evaluation", "ad_relevance_scores"}
+    release = defs.resolve_job_def("ad_relevance_gated_release")
+    assert "ad_relevance_evaluation_candidate_beats_baseline" in release.graph.node_dict
