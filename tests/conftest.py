@@ -35,17 +35,9 @@ SHARED_TEMP_DIRS: list[str] = []  # processes naming these belong to the shared 
 
 def leaked_processes(marker: str, allowed: tuple[str, ...] = ()) -> list[str]:
     """Command lines of running processes that name ``marker`` but none of ``allowed``."""
-    from discord_ml_platform.backends.processes import processes_naming
+    from discord_ml_platform.backends.processes import live_command_lines
 
-    found = []
-    for proc in processes_naming(marker):
-        try:
-            cmdline = " ".join(proc.cmdline())
-            if proc.status() != "zombie" and not any(a in cmdline for a in allowed):
-                found.append(cmdline[:160])
-        except Exception:
-            continue
-    return found
+    return live_command_lines(marker, exclude=allowed)
 
 
 @pytest.fixture(scope="session")

@@ -59,6 +59,20 @@ def processes_naming(marker: str) -> list[psutil.Process]:
     return found
 
 
+def live_command_lines(marker: str, exclude: tuple[str, ...] = ()) -> list[str]:
+    """Command lines (cut to 160 characters) of live, non-zombie processes naming ``marker``
+    but none of ``exclude``: what a leak check reports."""
+    found = []
+    for proc in processes_naming(marker):
+        try:
+            cmdline = " ".join(proc.cmdline())
+            if proc.status() != psutil.STATUS_ZOMBIE and not any(e in cmdline for e in exclude):
+                found.append(cmdline[:160])
+        except psutil.Error:
+            continue
+    return found
+
+
 def process_tree(pids: Iterable[int], marker: str | None = None) -> list[psutil.Process]:
     """The processes ``pids``, all their descendants, and those whose command line names ``marker``."""
     tree: dict[int, psutil.Process] = {}

@@ -121,16 +121,9 @@ def alive(pids: list[int]) -> list[int]:
 
 def processes_naming(marker: str) -> list[str]:
     """Command lines of live processes that mention ``marker``."""
-    from discord_ml_platform.backends.processes import processes_naming as find
+    from discord_ml_platform.backends.processes import live_command_lines
 
-    found = []
-    for proc in find(marker):
-        try:
-            if proc.status() != "zombie":
-                found.append(" ".join(proc.cmdline())[:160])
-        except Exception:
-            continue
-    return found
+    return live_command_lines(marker)
 
 
 def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.2) -> bool:

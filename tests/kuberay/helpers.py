@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from discord_ml_platform.backends.processes import processes_naming
+from discord_ml_platform.backends.processes import live_command_lines
 from discord_ml_platform.sandbox.runner import KubeRaySandbox
 
 
 def ray_processes(sandbox: KubeRaySandbox) -> list[str]:
     """Command lines of live processes under the operator's Ray temp root."""
-    out = []
-    for proc in processes_naming(str(sandbox.temp_root)):
-        try:
-            if proc.status() != "zombie":
-                out.append(" ".join(proc.cmdline())[:160])
-        except Exception:
-            continue
-    return out
+    return live_command_lines(str(sandbox.temp_root))
 
 
 def rayclusters(sandbox: KubeRaySandbox) -> list[str]:

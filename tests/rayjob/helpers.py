@@ -4,20 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from discord_ml_platform.backends.processes import processes_naming
+from discord_ml_platform.backends.processes import live_command_lines
 from discord_ml_platform.sandbox.runner import KubeRaySandbox
 
 
 def ray_processes(sandbox: KubeRaySandbox) -> list[str]:
     """Command lines of live processes under the operator's Ray temp root."""
-    out = []
-    for proc in processes_naming(str(sandbox.temp_root)):
-        try:
-            if proc.status() != "zombie":
-                out.append(" ".join(proc.cmdline())[:160])
-        except Exception:
-            continue
-    return out
+    return live_command_lines(str(sandbox.temp_root))
 
 
 def objects(sandbox: KubeRaySandbox, plural: str, group: str = "ray.io", version: str = "v1") -> list[dict[str, Any]]:
