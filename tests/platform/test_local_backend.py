@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import urllib.request
 
 import pytest
@@ -58,15 +60,17 @@ def test_two_clusters_run_side_by_side_on_distinct_ports(shared_cluster):
 
 def test_a_head_that_dies_fails_with_its_log_and_leaves_nothing_behind():
     backend = LocalBackend()
-    # An object store far beyond the machine's memory makes `ray start` exit at once.
-    spec = ClusterSpec(name="doomed-head", head_memory="1Gi", object_store_memory="100Ei")
-    handle = None
+    spec = ClusterSpec(name="doomed-head", head_memory="1Gi")
+    handle = backend.create(spec)
+    record = backend.record(handle)
     try:
+        # The head's `ray start --block` dies abruptly (as under the OOM killer): its GCS, raylet and
+        # dashboard keep running as orphans, which delete() must still find and stop.
+        os.kill(record.head_pid, signal.SIGKILL)
         with pytest.raises(ClusterNotReadyError, match="doomed-head") as raised:
-            handle = backend.create(spec)
             backend.wait_ready(handle, 60)
         assert "head log" in str(raised.value)
     finally:
-        if handle is not None:
-            backend.delete(handle)
+        backend.delete(handle)
     assert all(i.handle.name != "doomed-head" for i in backend.list())
+    assert not any(is_alive(pid) for pid in record.pids)

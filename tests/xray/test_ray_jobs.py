@@ -13,8 +13,8 @@ from xray_support import make_settings
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
 
-@pytest.fixture(scope="module")
-def client(shared_cluster: Any, xray_root: Path) -> Iterator[Any]:
+@pytest.fixture
+def client(xray_root: Path) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
     from discord_ml_platform.backends.local import LocalBackend
