@@ -66,7 +66,8 @@ def ad_relevance_model(context: dg.AssetExecutionContext, config: TrainingConfig
         "num_workers": config.workers * max(config.gpus_per_worker, 1),
         "use_gpu": config.gpus_per_worker > 0,
         "cpus_per_worker": config.cpus_per_worker if config.gpus_per_worker == 0 else 1,
-        **config.model_dump(include={"window_days", "epochs", "batch_size", "learning_rate", "holdout_fraction", "sharding"}),
+        **config.model_dump(include={"window_days", "epochs", "batch_size", "learning_rate", "holdout_fraction", "sharding",
+                                         "embedding_dim", "interaction", "embedding_weight_decay", "lr_schedule"}),
     }
     invocation = yield from pipes_ray.run_workload(context=context, ray_cluster=ray_cluster, extras=extras,
                                                    spec=_spec_for(context, ray_cluster, config),

@@ -62,6 +62,14 @@ class TrainingConfig(ClusterConfig):
     holdout_fraction: float = Field(default=0.2, gt=0, lt=0.5, description="Share of the latest window held out for evaluation.")
     sharding: str = Field(default="row", pattern=r"^(none|table|row)$",
                           description="Embedding tables across workers: none (replicated, DDP), table (whole tables per worker) or row (row blocks).")
+    embedding_dim: int = Field(default=16, ge=4, le=256,
+                               description="Width of every embedding table (4-256); 32 wins on windows of millions of rows.")
+    interaction: str = Field(default="dot", pattern=r"^(dot|dcn)$",
+                             description="Feature interaction: dot (DLRM pairwise dot products) or dcn (DCN-v2 cross layers).")
+    embedding_weight_decay: float = Field(default=0.5, ge=0, le=10,
+                                          description="Decoupled weight decay of the embedding tables (0-10): shrinks rarely seen ids.")
+    lr_schedule: str = Field(default="cosine", pattern=r"^(constant|cosine)$",
+                             description="Learning rate over the run: constant, or cosine decay to 5% of learning_rate.")
 
 
 class ScoringConfig(ClusterConfig):

@@ -13,6 +13,11 @@ A cluster whose run is still in progress and whose expiry has not passed is neve
 Clusters without a run id label (created with the CLI) are deleted only when expired. The sensor
 launches no runs: it reports what it did in its skip reason and the sensor's log.
 
+On the kuberay backend it sweeps RayJobs (RayJob mode) the same way, by the same labels, which
+the RayJob carries: a RayJob whose run finished or is gone, or whose expiry passed, is deleted, and
+its RayCluster with it (KubeRay's owner reference). The RayCluster of a RayJob is never deleted on
+its own: its RayJob would just fail and, with ``backoffLimit``, start another one.
+
 Wire it with the backend the code location uses::
 
     cleanup = build_cluster_cleanup_sensor(backend_factory=ray_cluster_resource.build_backend)
@@ -20,14 +25,21 @@ Wire it with the backend the code location uses::
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Protocol
 
 import dagster as dg
 
 from discord_ml_platform.backends import ClusterBackend, ClusterInfo
 from discord_ml_platform.spec.labels import EXPIRES_AT, MANAGED_BY, MANAGED_BY_VALUE, RUN_ID, label_value, parse_expiry
+
+if TYPE_CHECKING:
+    from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs
+
+# KubeRay's label on the RayCluster of a RayJob (value "RayJob"), and the RayJob's name.
+ORIGIN_CRD_LABEL, ORIGIN_NAME_LABEL = "ray.io/originated-from-crd", "ray.io/originated-from-cr-name"
 
 TERMINAL_STATUSES = frozenset({dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
                                dg.DagsterRunStatus.CANCELED})
@@ -40,6 +52,16 @@ def active_run_labels(instance: dg.DagsterInstance) -> set[str]:
     return {label_value(run.run_id) for run in runs}
 
 
+class Labelled(Protocol):
+    """What a decision needs: a cluster (``ClusterInfo``) or a RayJob (``RayJobInfo``)."""
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
 @dataclass(frozen=True)
 class CleanupDecision:
     """Whether one cluster goes, and why."""
@@ -48,12 +70,12 @@ class CleanupDecision:
     reason: str
 
 
-def decide(info: ClusterInfo, instance: dg.DagsterInstance, now: datetime,
+def decide(info: Labelled, instance: dg.DagsterInstance, now: datetime,
            grace_period: timedelta = timedelta(0), active_labels: set[str] | None = None) -> CleanupDecision:
-    """Decide the fate of one platform-managed cluster.
+    """Decide the fate of one platform-managed cluster or RayJob.
 
     Args:
-        info: The cluster as the backend lists it.
+        info: The cluster as the backend lists it, or a RayJob as ``KubeRayJobs.list`` does.
         instance: The Dagster instance whose runs the run id labels refer to.
         now: The current time (UTC).
         grace_period: Clusters younger than this are only deleted when expired.
@@ -80,6 +102,89 @@ def decide(info: ClusterInfo, instance: dg.DagsterInstance, now: datetime,
     return CleanupDecision(False, f"run {run_label} is {run.status.value}")
 
 
+@dataclass
+class Sweep:
+    """What one sweep of one kind of object did, for the sensor's skip reason."""
+
+    noun: str
+    checked: int = 0
+    deleted: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """``checked N <noun>: deleted D [...], kept K, failed F [...]``."""
+        return (f"checked {self.checked} {self.noun}: deleted {len(self.deleted)}"
+                + (f" [{'; '.join(self.deleted)}]" if self.deleted else "")
+                + f", kept {len(self.kept)}"
+                + (f", failed {len(self.failed)} [{', '.join(self.failed)}]" if self.failed else ""))
+
+
+def sweep_clusters(backend: ClusterBackend, context: dg.SensorEvaluationContext, now: datetime,
+                   grace_period: timedelta, delete_timeout_s: float) -> Sweep:
+    """Delete the platform's clusters that :func:`decide` condemns; a RayJob's cluster is left to its RayJob."""
+    clusters = backend.list({MANAGED_BY: MANAGED_BY_VALUE})
+    done = Sweep(f"{backend.name} cluster(s)", len(clusters))
+    active = active_run_labels(context.instance) if clusters else set()
+    for info in clusters:
+        label = f"{info.handle.namespace}/{info.handle.name}"
+        if info.labels.get(ORIGIN_CRD_LABEL) == "RayJob":
+            done.kept.append(label)
+            context.log.debug(f"keeping Ray cluster {label}: it belongs to RayJob {info.labels.get(ORIGIN_NAME_LABEL)}")
+            continue
+        decision = decide(info, context.instance, now, grace_period, active)
+        if not decision.delete:
+            done.kept.append(label)
+            context.log.debug(f"keeping Ray cluster {label}: {decision.reason}")
+            continue
+        try:
+            backend.delete(info.handle, timeout_s=delete_timeout_s)
+        except Exception as err:  # try the others; the next evaluation retries this one
+            done.failed.append(label)
+            context.log.error(f"could not delete Ray cluster {label} ({decision.reason}): {err}")
+            continue
+        done.deleted.append(f"{label} ({decision.reason})")
+        context.log.info(f"deleted Ray cluster {label} on {backend.name}: {decision.reason}")
+    return done
+
+
+def sweep_rayjobs(jobs: KubeRayJobs, context: dg.SensorEvaluationContext, now: datetime,
+                  grace_period: timedelta, *, all_namespaces: bool) -> Sweep:
+    """Delete the platform's RayJobs that :func:`decide` condemns (KubeRay deletes their clusters)."""
+    rayjobs = jobs.list({MANAGED_BY: MANAGED_BY_VALUE}, all_namespaces=all_namespaces)
+    done = Sweep("RayJob(s)", len(rayjobs))
+    active = active_run_labels(context.instance) if rayjobs else set()
+    for info in rayjobs:
+        label = f"{info.namespace}/{info.name}"
+        decision = decide(info, context.instance, now, grace_period, active)
+        if not decision.delete:
+            done.kept.append(label)
+            context.log.debug(f"keeping RayJob {label}: {decision.reason}")
+            continue
+        try:
+            jobs.delete(info.name, namespace=info.namespace)
+        except Exception as err:  # try the others; the next evaluation retries this one
+            done.failed.append(label)
+            context.log.error(f"could not delete RayJob {label} ({decision.reason}): {err}")
+            continue
+        state = info.state.deployment_status or "New"
+        done.deleted.append(f"{label} ({decision.reason})")
+        context.log.info(f"deleted RayJob {label} ({state}) and with it its cluster: {decision.reason}")
+    return done
+
+
+def rayjobs_of(backend: ClusterBackend) -> tuple[KubeRayJobs, bool] | None:
+    """The RayJobs beside a kuberay backend's RayClusters (same API client and namespace), and whether
+    that means every namespace; ``None`` for other backends."""
+    if backend.name != "kuberay" or getattr(backend, "api_client", None) is None:
+        return None
+    from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs
+
+    namespace = getattr(backend, "namespace", None)
+    jobs = KubeRayJobs(api_client=backend.api_client, namespace=namespace or "default")  # type: ignore[attr-defined]
+    return jobs, not namespace
+
+
 def build_cluster_cleanup_sensor(
     name: str = "ray_cluster_cleanup_sensor",
     backend_factory: Callable[[], ClusterBackend] | None = None,
@@ -87,18 +192,20 @@ def build_cluster_cleanup_sensor(
     *,
     delete_timeout_s: float = 120,
     grace_period: timedelta = timedelta(0),
+    sweep_rayjobs_too: bool = True,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> dg.SensorDefinition:
-    """A sensor that deletes leaked or expired Ray clusters of the platform.
+    """A sensor that deletes leaked or expired Ray clusters (and, on kuberay, RayJobs) of the platform.
 
     Args:
         name: Sensor name.
         backend_factory: Returns the backend to sweep, e.g. ``RayClusterResource(...).build_backend``;
             default: the ``local`` backend.
         minimum_interval_seconds: Seconds between evaluations.
-        delete_timeout_s: How long each deletion may take.
-        grace_period: Clusters younger than this are only deleted when expired (use it when
+        delete_timeout_s: How long each cluster deletion may take.
+        grace_period: Clusters and RayJobs younger than this are only deleted when expired (use it when
             several Dagster deployments share one Kubernetes cluster and label selector).
+        sweep_rayjobs_too: On the kuberay backend, also sweep RayJobs (same namespace, same rules).
         default_status: Whether the sensor runs as soon as the code location loads.
 
     Returns:
@@ -116,32 +223,16 @@ def build_cluster_cleanup_sensor(
         name=name,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
-        description="Deletes Ray clusters whose Dagster run is gone or finished, or whose expiry passed.",
+        description="Deletes Ray clusters and RayJobs whose Dagster run is gone or finished, or whose expiry passed.",
     )
     def cleanup_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         backend = factory()
         now = datetime.now(timezone.utc)
-        clusters = backend.list({MANAGED_BY: MANAGED_BY_VALUE})
-        active = active_run_labels(context.instance) if clusters else set()
-        deleted, kept, failed = [], [], []
-        for info in clusters:
-            label = f"{info.handle.namespace}/{info.handle.name}"
-            decision = decide(info, context.instance, now, grace_period, active)
-            if not decision.delete:
-                kept.append(label)
-                context.log.debug(f"keeping Ray cluster {label}: {decision.reason}")
-                continue
-            try:
-                backend.delete(info.handle, timeout_s=delete_timeout_s)
-            except Exception as err:  # try the others; the next evaluation retries this one
-                failed.append(label)
-                context.log.error(f"could not delete Ray cluster {label} ({decision.reason}): {err}")
-                continue
-            deleted.append(f"{label} ({decision.reason})")
-            context.log.info(f"deleted Ray cluster {label} on {backend.name}: {decision.reason}")
-        summary = (f"checked {len(clusters)} {backend.name} cluster(s): deleted {len(deleted)}"
-                   + (f" [{'; '.join(deleted)}]" if deleted else "")
-                   + f", kept {len(kept)}" + (f", failed {len(failed)} [{', '.join(failed)}]" if failed else ""))
+        summary = sweep_clusters(backend, context, now, grace_period, delete_timeout_s).summary()
+        found = rayjobs_of(backend) if sweep_rayjobs_too else None
+        if found is not None:
+            jobs, all_namespaces = found
+            summary += "; " + sweep_rayjobs(jobs, context, now, grace_period, all_namespaces=all_namespaces).summary()
         return dg.SkipReason(summary)
 
     return cleanup_sensor

@@ -21,8 +21,9 @@ Select it with ``RayClusterResource(mode="rayjob", backend="kuberay", ...)`` and
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
@@ -31,7 +32,8 @@ from pydantic import Field
 from discord_ml_platform.spec import ClusterSpec
 
 if TYPE_CHECKING:
-    from resources.pipes_ray_job import PipesRayJobClient
+    from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs, RayJobState
+    from resources.pipes_ray_job import PipesLogLines, PipesRayJobClient
     from resources.ray_cluster import RayClusterResource
 
 
@@ -78,14 +80,15 @@ def run_rayjob(
     """Run ``entrypoint`` as a RayJob on a cluster of ``spec`` and follow it to the end.
 
     Yields an ``AssetObservation`` per reported epoch while the job runs, and returns the completed
-    Pipes invocation (its materialization carries the RayJob's metadata).
+    Pipes invocation (its materialization carries the RayJob's metadata). With
+    ``rayjob.backoff_limit`` KubeRay retries a failed job on a new cluster: ``Retrying`` is not an end,
+    and the logs of every attempt reach the event log.
 
     Raises:
         dagster.Failure: the RayJob failed (the description names KubeRay's reason and message and
             the metadata holds the last log lines), or ``ray_cluster`` is not on the kuberay backend.
     """
-    from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs, RayJobState, rayjob_submission_id
-    from discord_ml_platform.jobs import LogFollower, RayJobError, job_client
+    from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs, rayjob_submission_id
     from resources.pipes_ray_job import PipesLogLines, RayJobLogMessageReader, pipes_runtime_env
 
     if ray_cluster.backend != "kuberay":
@@ -115,29 +118,10 @@ def run_rayjob(
             jobs.create(manifest)
             log.info(f"created RayJob {spec.namespace}/{name} (Ray job {job_id}): {entrypoint}; KubeRay creates its "
                      f"cluster and deletes it {options.ttl_seconds_after_finished}s after the job ends")
-            follower: LogFollower | None = None
-            state = RayJobState(name, spec.namespace)
+            logs = AttemptLogs(lines.on_line, ray_cluster.ray_auth_mode, log)
             try:
-                deadline = time.monotonic() + client.job_timeout_s
-                last: tuple[str, str] | None = None
-                for state in jobs.follow(name, client.poll_interval_s):
-                    if state.phase() != last:
-                        last = state.phase()
-                        log.info(f"rayjob {name} [{last[0]}] job {last[1]}"
-                                 + (f" ({state.reason})" if state.reason else "")
-                                 + (f" cluster {state.cluster_name}" if state.cluster_name else "")
-                                 + (f": {state.message}" if state.message else ""))
-                    if follower is None and state.submitted:
-                        try:
-                            follower = LogFollower(job_client(state.dashboard_url, ray_cluster.ray_auth_mode),
-                                                   state.job_id, lines.on_line).start()
-                        except Exception as err:  # dashboard busy or already gone (short job, short TTL)
-                            log.warning(f"cannot follow the logs of Ray job {state.job_id} yet: {err}")
-                    yield from lines.drain()
-                    if time.monotonic() > deadline:
-                        raise RayJobError(f"RayJob {name} exceeded job_timeout_s={client.job_timeout_s}")
-                if follower is not None:
-                    follower.finish()  # the last lines, while KubeRay keeps the cluster for the TTL
+                state = yield from _follow(jobs, name, client, options, log, logs, lines)
+                logs.finish()  # the last lines, while KubeRay keeps the cluster for the TTL
             except BaseException:
                 _stop_early(jobs, name, options.on_terminate, log)
                 raise
@@ -148,7 +132,8 @@ def run_rayjob(
                                 f"{' (' + state.reason + ')' if state.reason else ''}: "
                                 f"{state.message or 'the RayJob was deleted before it finished'}",
                     metadata={"rayjob": name, "ray_job_id": job_id, "reason": state.reason,
-                              "job_status": state.job_status, "last_log_lines": lines.tail()},
+                              "job_status": state.job_status, "failed_attempts": state.failed_attempts,
+                              "last_log_lines": lines.tail()},
                 )
     finally:
         jobs.close()
@@ -163,12 +148,136 @@ def run_rayjob(
         "gpu_count": spec.total_gpus,
         "cluster_workers": spec.workers,
         "rayjob_wall_seconds": round(time.time() - started, 2),
-        "log_lines": follower.lines if follower is not None else 0,
+        "rayjob_attempts": state.failed_attempts + state.succeeded_attempts,
+        "log_lines": logs.lines,
         "ttl_seconds_after_finished": options.ttl_seconds_after_finished,
     }
     if state.dashboard_url:
         metadata["ray_dashboard"] = dg.MetadataValue.url(state.dashboard_url)
     return dg.PipesClientCompletedInvocation(session, metadata=metadata)
+
+
+def _follow(jobs: KubeRayJobs, name: str, client: PipesRayJobClient, options: RayJobOptions, log: Any,
+            logs: AttemptLogs, lines: PipesLogLines) -> Generator[dg.AssetObservation, None, RayJobState]:
+    """Poll the RayJob to its end: log phases and retries, follow each attempt's logs, yield observations.
+
+    Raises:
+        RayJobError: the job ran past the client's ``job_timeout_s``.
+    """
+    from discord_ml_platform.backends.kuberay_rayjob import RayJobState
+    from discord_ml_platform.jobs import RayJobError
+
+    deadline = time.monotonic() + client.job_timeout_s
+    state = RayJobState(name, jobs.namespace)
+    last: tuple[str, str] | None = None
+    failures = 0
+    for state in jobs.follow(name, client.poll_interval_s):
+        if state.phase() != last:
+            last = state.phase()
+            _log_phase(log, state)
+        if state.failed_attempts > failures and not state.finished:
+            failures = state.failed_attempts
+            log.warning(f"rayjob {name}: attempt {failures} of {options.backoff_limit + 1} failed"
+                        f"{' (' + state.reason + ')' if state.reason else ''}; KubeRay retries the job on a new "
+                        "cluster")
+        logs.update(state)
+        yield from lines.drain()
+        if time.monotonic() > deadline:
+            raise RayJobError(f"RayJob {name} exceeded job_timeout_s={client.job_timeout_s}")
+    return state
+
+
+class AttemptLogs:
+    """The logs of every attempt of one RayJob, in order, into one Pipes session.
+
+    KubeRay runs each attempt (``backoffLimit``) on a new cluster with the same job id, so each gets
+    its own :class:`~discord_ml_platform.jobs.LogFollower` on that cluster's dashboard, started once
+    the attempt's job is submitted. Each attempt's Pipes ``closed`` message is held back: a retried
+    attempt's is dropped (logged as a warning; the session stays open for the next attempt), the
+    last attempt's is delivered by :meth:`finish`.
+
+    Args:
+        on_line: Receives every line (``PipesLogLines.on_line``).
+        auth_mode: ``RAY_AUTH_MODE`` of the clusters.
+        log: Where warnings go (the step's logger).
+    """
+
+    def __init__(self, on_line: Callable[[str], None], auth_mode: str, log: Any) -> None:
+        self._on_line = on_line
+        self._auth_mode = auth_mode
+        self._log = log
+        self._follower: Any = None
+        self._cluster = ""
+        self._closed: str | None = None
+        self._lock = threading.Lock()
+        self.lines = 0
+        self.attempts = 0
+
+    def update(self, state: RayJobState) -> None:
+        """Follow the attempt that ``state`` shows once its job is submitted; end the previous one first."""
+        from discord_ml_platform.jobs import LogFollower, job_client
+
+        if state.retrying:
+            self._end_attempt(superseded=True)
+            return
+        if not state.submitted or state.cluster_name == self._cluster:
+            return
+        self._end_attempt(superseded=True)  # a new attempt whose Retrying fell between two polls
+        try:
+            self._follower = LogFollower(job_client(state.dashboard_url, self._auth_mode), state.job_id,
+                                         self._line).start()
+        except Exception as err:  # dashboard busy or already gone (short job, short TTL): next poll
+            self._log.warning(f"cannot follow the logs of Ray job {state.job_id} yet: {err}")
+            return
+        self._cluster = state.cluster_name
+        self.attempts += 1
+
+    def finish(self) -> None:
+        """The RayJob ended: deliver the last attempt's remaining lines and its ``closed`` message."""
+        self._end_attempt(superseded=False)
+        with self._lock:
+            closed, self._closed = self._closed, None
+        if closed is not None:
+            self._on_line(closed)
+
+    def _line(self, line: str) -> None:
+        from discord_ml_platform.jobs.pipes_protocol import find_pipes_message
+
+        message = find_pipes_message(line)
+        if message is not None and message.get("method") == "closed":
+            with self._lock:
+                self._closed = line
+            return
+        self._on_line(line)
+
+    def _end_attempt(self, *, superseded: bool) -> None:
+        if self._follower is not None:
+            self._follower.finish()
+            self.lines += self._follower.lines
+            self._follower = None
+        if superseded:
+            with self._lock:
+                closed, self._closed = self._closed, None
+            if closed is not None:
+                self._log.warning(f"attempt {self.attempts} of the RayJob failed: {_closed_error(closed)}; "
+                                  "KubeRay retries it on a new cluster")
+
+
+def _closed_error(line: str) -> str:
+    """The exception a Pipes ``closed`` message reports, in one line."""
+    from discord_ml_platform.jobs.pipes_protocol import find_pipes_message
+
+    error = ((find_pipes_message(line) or {}).get("params") or {}).get("exception") or {}
+    return f"{error.get('name') or 'no exception'}: {error.get('message') or ''}".strip().rstrip(":")
+
+
+def _log_phase(log: Any, state: RayJobState) -> None:
+    """One event-log line per change of ``(jobDeploymentStatus, jobStatus)``."""
+    deployment, job = state.phase()
+    log.info(f"rayjob {state.name} [{deployment}] job {job}"
+             + (f" ({state.reason})" if state.reason else "")
+             + (f" cluster {state.cluster_name}" if state.cluster_name else "")
+             + (f": {state.message}" if state.message else ""))
 
 
 def _step_key(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:
@@ -189,4 +298,4 @@ def _stop_early(jobs: Any, name: str, how: str, log: Any) -> None:
         log.error(f"could not stop RayJob {name}: {err}")
 
 
-__all__ = ["RayJobOptions", "rayjob_name", "run_rayjob"]
+__all__ = ["AttemptLogs", "RayJobOptions", "rayjob_name", "run_rayjob"]

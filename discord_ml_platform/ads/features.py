@@ -1,4 +1,4 @@
-"""From pandas frames to model input: ``encode_frame`` (numpy, once) and ``batch_from_frame``.
+"""From pandas frames or Arrow tables to model input: ``encode_frame`` (numpy, once) and ``batch_from_frame``.
 
 Model input is a flat ``dict[str, Tensor]``:
 
@@ -10,12 +10,15 @@ Model input is a flat ``dict[str, Tensor]``:
 
 A training loop encodes its shard once (:func:`encode_frame`) and then cuts batches by row index
 (:meth:`EncodedFrame.batch`), which gathers multi-hot lists vectorised instead of going back to
-pandas for every batch.
+pandas for every batch. Batch inference hands :func:`encode_frame` Arrow tables as read from
+Parquet: every column then goes to numpy straight from its Arrow buffers, with no pandas frame
+built per batch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -30,14 +33,36 @@ OFFSETS_SUFFIX = "__offsets"
 DENSE_KEY = "dense"
 LABEL_KEY = "label"
 
+Column: TypeAlias = pd.Series | pa.Array | pa.ChunkedArray
+"""One column of a frame: a pandas Series or an Arrow (chunked) array."""
+Frame: TypeAlias = pd.DataFrame | pa.Table
+"""Rows to encode: a pandas frame or an Arrow table with the same columns."""
 
-def list_column_arrays(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+
+def _is_arrow(column: Column) -> bool:
+    return isinstance(column, (pa.Array, pa.ChunkedArray))
+
+
+def _numeric(column: Column, dtype: type[np.generic], fill: float | int) -> np.ndarray:
+    """``column`` as a numpy array of ``dtype``, nulls replaced by ``fill``."""
+    if _is_arrow(column):
+        if column.null_count:
+            column = pc.fill_null(column, pa.scalar(fill).cast(column.type))
+        # One copy at most (none for a single chunk of the right type).
+        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=dtype)
+    return column.fillna(fill).to_numpy(dtype=dtype)
+
+
+def list_column_arrays(column: Column) -> tuple[np.ndarray, np.ndarray]:
     """CSR ``(offsets, values)`` of a list-of-ids column; nulls count as empty lists.
 
-    Accepts Arrow-backed list columns (what :func:`read_window` returns) and object columns of
-    lists or numpy arrays (what pandas or Ray Data may hand over).
+    Accepts Arrow list arrays (a column of an Arrow table), Arrow-backed list columns (what
+    :func:`read_window` returns) and object columns of lists or numpy arrays (what pandas or Ray
+    Data may hand over).
     """
-    if isinstance(column.dtype, pd.ArrowDtype):
+    if _is_arrow(column):
+        arr = column
+    elif isinstance(column.dtype, pd.ArrowDtype):
         arr = column.array.__arrow_array__()
     else:
         arr = pa.array(list(column), type=pa.list_(pa.int64()), from_pandas=True)
@@ -50,19 +75,30 @@ def list_column_arrays(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return offsets, values
 
 
-def categorical_codes(column: pd.Series, vocabulary: tuple[str, ...]) -> np.ndarray:
+def categorical_codes(column: Column, vocabulary: tuple[str, ...]) -> np.ndarray:
     """Map strings to ``1..len(vocabulary)``; unknown or missing values map to 0."""
+    if _is_arrow(column):
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            column = column.cast(pa.string())
+        # index_in is null for values outside the vocabulary and for nulls: both become 0.
+        index = pc.index_in(column, value_set=pa.array(list(vocabulary), type=column.type))
+        return _numeric(index, np.int64, -1) + 1
     codes = pd.Categorical(column.astype("string"), categories=list(vocabulary)).codes
     return codes.astype(np.int64) + 1
 
 
-def match_indicator(df: pd.DataFrame, one_hot: str, multi_hot: str) -> np.ndarray:
+def _match(ids: np.ndarray, offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
+    row_of_value = np.repeat(np.arange(len(ids)), np.diff(offsets))
+    hits = np.bincount(row_of_value, weights=values == ids[row_of_value], minlength=len(ids))
+    return hits > 0
+
+
+def match_indicator(df: Frame, one_hot: str, multi_hot: str) -> np.ndarray:
     """Whether each row's ``one_hot`` id appears in its ``multi_hot`` list (bool per row)."""
     offsets, values = list_column_arrays(df[multi_hot])
-    ids = df[one_hot].fillna(-1).to_numpy(dtype=np.int64)
-    row_of_value = np.repeat(np.arange(len(df)), np.diff(offsets))
-    hits = np.bincount(row_of_value, weights=values == ids[row_of_value], minlength=len(df))
-    return hits > 0
+    return _match(_numeric(df[one_hot], np.int64, -1), offsets, values)
 
 
 @dataclass
@@ -110,11 +146,12 @@ class EncodedFrame:
         return out
 
 
-def encode_frame(df: pd.DataFrame, schema: FeatureSchema) -> EncodedFrame:
+def encode_frame(df: Frame, schema: FeatureSchema) -> EncodedFrame:
     """Turn a frame into numpy model inputs (ids, CSR lists, transformed dense features).
 
     Args:
-        df: Rows with at least the schema's feature columns; labels are kept when present.
+        df: Rows with at least the schema's feature columns, as a pandas frame or an Arrow table
+            (both give the same arrays); labels are kept when present.
         schema: The feature schema.
 
     Returns:
@@ -123,9 +160,11 @@ def encode_frame(df: pd.DataFrame, schema: FeatureSchema) -> EncodedFrame:
     Raises:
         KeyError: a feature column is missing.
     """
-    missing = [c for c in schema.feature_columns if c not in df.columns]
+    columns = df.column_names if isinstance(df, pa.Table) else df.columns
+    missing = [c for c in schema.feature_columns if c not in columns]
     if missing:
         raise KeyError(f"frame lacks feature columns {missing}")
+    num_rows = len(df)
     one_hot: dict[str, np.ndarray] = {}
     multi_hot: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for feature in schema.sparse:
@@ -136,24 +175,30 @@ def encode_frame(df: pd.DataFrame, schema: FeatureSchema) -> EncodedFrame:
             one_hot[feature.name] = categorical_codes(column, feature.vocabulary)
         else:
             # Negative or missing ids fold into row 0 of the (modulo-hashed) table.
-            one_hot[feature.name] = np.maximum(column.fillna(0).to_numpy(dtype=np.int64), 0)
-    dense = np.empty((len(df), schema.num_dense_inputs), dtype=np.float32)
+            one_hot[feature.name] = np.maximum(_numeric(column, np.int64, 0), 0)
+    dense = np.empty((num_rows, schema.num_dense_inputs), dtype=np.float32)
     for j, feature in enumerate(schema.dense):
-        x = df[feature.name].to_numpy(dtype=np.float64, na_value=0.0)
+        x = _numeric(df[feature.name], np.float64, 0.0)
         dense[:, j] = (np.log1p(np.maximum(x, 0.0)) - feature.shift) / feature.scale
     for j, match in enumerate(schema.match, start=len(schema.dense)):
-        dense[:, j] = match_indicator(df, match.one_hot, match.multi_hot)
+        # The lists were already flattened for the embedding lookup when the list column is a
+        # sparse feature too; reuse them instead of converting the column twice.
+        lists = multi_hot.get(match.multi_hot) or list_column_arrays(df[match.multi_hot])
+        dense[:, j] = _match(_numeric(df[match.one_hot], np.int64, -1), *lists)
     labels = None
-    if schema.label_column in df.columns:
-        labels = df[schema.label_column].to_numpy(dtype=np.float32)
-    return EncodedFrame(num_rows=len(df), one_hot=one_hot, multi_hot=multi_hot, dense=dense, labels=labels)
+    if schema.label_column in columns:
+        label = df[schema.label_column]
+        # Missing labels stay NaN, as pandas' to_numpy gives them.
+        values = label.to_numpy(zero_copy_only=False) if _is_arrow(label) else label.to_numpy(dtype=np.float32)
+        labels = np.asarray(values, dtype=np.float32)
+    return EncodedFrame(num_rows=num_rows, one_hot=one_hot, multi_hot=multi_hot, dense=dense, labels=labels)
 
 
-def batch_from_frame(df: pd.DataFrame, schema: FeatureSchema) -> dict[str, torch.Tensor]:
+def batch_from_frame(df: Frame, schema: FeatureSchema) -> dict[str, torch.Tensor]:
     """Model input tensors for every row of ``df`` (see the module docstring for the keys).
 
     Args:
-        df: Rows with the schema's feature columns.
+        df: Rows with the schema's feature columns (pandas or Arrow).
         schema: The feature schema.
 
     Returns:

@@ -13,7 +13,8 @@ Status fields read (KubeRay v1 ``RayJobStatus``): ``jobDeploymentStatus`` (``Ini
 ``STOPPED``), ``reason`` (``SubmissionFailed``, ``DeadlineExceeded``, ``AppFailed``,
 ``JobDeploymentStatusTransitionGracePeriodExceeded``, ``ValidationFailed``), ``message``,
 ``jobId``, ``rayClusterName``, ``dashboardURL`` (``host:port``, no scheme), ``startTime``,
-``endTime``, ``succeeded``/``failed``.
+``endTime``, ``succeeded``/``failed``. ``Retrying`` (and ``New`` after a failure) is not an end: with
+``backoffLimit`` KubeRay runs the job again on a new cluster, with a new ``dashboardURL``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class RayJobState:
         cluster_name: ``rayClusterName``.
         dashboard_url: ``dashboardURL`` with an ``http://`` scheme (``""`` until known).
         exists: ``False`` once the RayJob is gone.
+        failed_attempts: ``status.failed``, attempts that failed (with ``backoffLimit``, a retry follows each
+            but the last).
+        succeeded_attempts: ``status.succeeded``, attempts that ended ``Complete``.
     """
 
     name: str
@@ -68,6 +72,8 @@ class RayJobState:
     cluster_name: str = ""
     dashboard_url: str = ""
     exists: bool = True
+    failed_attempts: int = 0
+    succeeded_attempts: int = 0
 
     @classmethod
     def from_object(cls, obj: dict[str, Any]) -> RayJobState:
@@ -87,6 +93,8 @@ class RayJobState:
             job_id=str(status.get("jobId") or (obj.get("spec") or {}).get("jobId") or ""),
             cluster_name=str(status.get("rayClusterName") or ""),
             dashboard_url=url,
+            failed_attempts=int(status.get("failed") or 0),
+            succeeded_attempts=int(status.get("succeeded") or 0),
         )
 
     @property
@@ -98,6 +106,12 @@ class RayJobState:
     def succeeded(self) -> bool:
         """``Complete`` with the Ray job ``SUCCEEDED``."""
         return self.exists and self.deployment_status == "Complete" and self.job_status == "SUCCEEDED"
+
+    @property
+    def retrying(self) -> bool:
+        """KubeRay is replacing a failed attempt (``Retrying``, or ``New`` after a failure): not an end."""
+        return self.exists and (self.deployment_status == "Retrying"
+                                or (self.deployment_status in ("", "New") and self.failed_attempts > 0))
 
     @property
     def submitted(self) -> bool:
@@ -115,11 +129,48 @@ class RayJobState:
         text = f"RayJob {self.namespace}/{self.name}: {self.deployment_status or 'New'}, job {self.job_status or '-'}"
         if self.reason:
             text += f", reason {self.reason}"
+        if self.failed_attempts:
+            text += f", {self.failed_attempts} failed attempt(s)"
         if self.cluster_name:
             text += f", cluster {self.cluster_name}"
         if self.message:
             text += f": {self.message}"
         return text
+
+
+@dataclass(frozen=True)
+class RayJobInfo:
+    """A RayJob as :meth:`KubeRayJobs.list` reports it (what the cleanup sensor decides on).
+
+    Attributes:
+        name: The RayJob's name.
+        namespace: Its namespace.
+        labels: Its labels (the platform's owner, run id and expiry among them).
+        created_at: ``metadata.creationTimestamp`` (UTC).
+        state: Its status.
+    """
+
+    name: str
+    namespace: str
+    labels: dict[str, str]
+    created_at: datetime
+    state: RayJobState
+
+    @classmethod
+    def from_object(cls, obj: dict[str, Any]) -> RayJobInfo:
+        """Read a RayJob (as a dict)."""
+        meta = obj.get("metadata") or {}
+        return cls(name=meta.get("name", ""), namespace=meta.get("namespace", "default"),
+                   labels=dict(meta.get("labels") or {}), created_at=_created_at(meta),
+                   state=RayJobState.from_object(obj))
+
+
+def _created_at(meta: dict[str, Any]) -> datetime:
+    stamp = str(meta.get("creationTimestamp") or "")
+    try:
+        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return datetime.now(timezone.utc)  # unknown: as young as can be, so no grace period is skipped
 
 
 def rayjob_submission_id(name: str) -> str:
@@ -215,6 +266,24 @@ class KubeRayJobs:
                 return None
             raise
 
+    def list(self, label_selector: dict[str, str] | None = None, *, all_namespaces: bool = False) -> list[RayJobInfo]:
+        """RayJobs whose labels match, in :attr:`namespace` (or in every namespace)."""
+        selector = ",".join(f"{k}={v}" for k, v in sorted((label_selector or {}).items())) or None
+        kwargs: dict[str, Any] = {"label_selector": selector} if selector else {}
+        where = "all namespaces" if all_namespaces else self.namespace
+        try:
+            if all_namespaces:
+                body = self._call(f"list RayJobs in {where}", self.custom.list_cluster_custom_object,
+                                  GROUP, VERSION, PLURAL, **kwargs)
+            else:
+                body = self._call(f"list RayJobs in {where}", self.custom.list_namespaced_custom_object,
+                                  GROUP, VERSION, self.namespace, PLURAL, **kwargs)
+        except ClusterError:
+            raise
+        except Exception as err:
+            raise ClusterError(f"list RayJobs in {where}: {api_error_message(err)}") from err
+        return [RayJobInfo.from_object(item) for item in body.get("items") or []]
+
     def follow(self, name: str, poll_s: float = 0.25) -> Iterator[RayJobState]:
         """Yield the RayJob's state every ``poll_s`` until it is finished (last state included)."""
         while True:
@@ -235,24 +304,26 @@ class KubeRayJobs:
             if status_code(err) != 404:
                 raise
 
-    def delete(self, name: str, *, wait_s: float = 0, poll_s: float = 0.2) -> bool:
+    def delete(self, name: str, *, namespace: str | None = None, wait_s: float = 0, poll_s: float = 0.2) -> bool:
         """Delete the RayJob (its RayCluster is garbage-collected with it); ``True`` if it existed.
 
-        With ``wait_s`` > 0, wait up to that long until the RayJob is gone.
+        With ``wait_s`` > 0, wait up to that long until the RayJob is gone. ``namespace`` defaults
+        to :attr:`namespace` (waiting is only possible there).
         """
+        where = namespace or self.namespace
         try:
-            self._call(f"delete RayJob {self.namespace}/{name}", self.custom.delete_namespaced_custom_object,
-                       GROUP, VERSION, self.namespace, PLURAL, name, propagation_policy="Background")
+            self._call(f"delete RayJob {where}/{name}", self.custom.delete_namespaced_custom_object,
+                       GROUP, VERSION, where, PLURAL, name, propagation_policy="Background")
         except ClusterError:
             raise
         except Exception as err:
             if status_code(err) == 404:
                 return False
             raise
-        deadline = time.monotonic() + wait_s
+        deadline = time.monotonic() + (wait_s if where == self.namespace else 0)
         while time.monotonic() < deadline and self.get_object(name) is not None:
             time.sleep(poll_s)
         return True
 
 
-__all__ = ["KubeRayJobs", "RayJobState", "TERMINAL_DEPLOYMENT", "TERMINAL_JOB", "rayjob_submission_id"]
+__all__ = ["KubeRayJobs", "RayJobInfo", "RayJobState", "TERMINAL_DEPLOYMENT", "TERMINAL_JOB", "rayjob_submission_id"]

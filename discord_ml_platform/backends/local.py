@@ -240,8 +240,11 @@ class LocalBackend:
                 if head_up:
                     report("head-ready", f"head ready, dashboard at {endpoints.dashboard_url}", 0)
             if head_up:
-                ready = self._alive_workers(endpoints.dashboard_url)
-                if ready is not None:
+                # The dashboard answers before the head's own node has registered; `ray start`
+                # gives that 30 s (hard-coded) and then takes the head down, so a cluster is only
+                # ready once the head node itself is ALIVE too.
+                head_alive, ready = self._alive_nodes(endpoints.dashboard_url)
+                if ready is not None and head_alive:
                     report("workers", f"workers {ready}/{record.desired_workers}", ready)
                     if ready >= record.desired_workers and _http_ok(f"{endpoints.dashboard_url}/api/jobs/"):
                         report("ready", "cluster ready", ready)
@@ -357,17 +360,16 @@ class LocalBackend:
             )
 
     @staticmethod
-    def _alive_workers(dashboard_url: str) -> int | None:
-        """Alive non-head nodes according to the dashboard, or None while it cannot tell."""
+    def _alive_nodes(dashboard_url: str) -> tuple[bool, int | None]:
+        """Whether the head node is ALIVE, and the alive non-head nodes (None while the dashboard
+        cannot tell), according to the dashboard."""
         try:
             with urllib.request.urlopen(f"{dashboard_url}/nodes?view=summary", timeout=2) as response:
                 summary = json.load(response)["data"]["summary"]
         except (OSError, ValueError, KeyError):
-            return None
-        return sum(
-            1 for node in summary
-            if not node.get("raylet", {}).get("isHeadNode") and node.get("raylet", {}).get("state") == "ALIVE"
-        )
+            return False, None
+        alive = [node.get("raylet", {}) for node in summary if node.get("raylet", {}).get("state") == "ALIVE"]
+        return any(r.get("isHeadNode") for r in alive), sum(1 for r in alive if not r.get("isHeadNode"))
 
 
 def _http_ok(url: str) -> bool:

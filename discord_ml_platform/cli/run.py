@@ -36,6 +36,7 @@ CONFIG_FLAGS = {
     "batch_size": "--batch-size",
     "learning_rate": "--learning-rate",
     "window_days": "--window-days",
+    "embedding_dim": "--embedding-dim",
 }
 # Metadata keys the summary looks for, in order of preference, whatever asset reports them.
 METRIC_KEYS = {
@@ -176,7 +177,10 @@ def ad_relevance(
     gpus_per_worker: Annotated[int, typer.Option("--gpus-per-worker", help="GPUs per worker (0 on cpu).")] = 0,
     cpus_per_worker: Annotated[float, typer.Option("--cpus", help="CPUs per worker.")] = 1,
     memory: Annotated[str, typer.Option("--memory", "-m", help="Memory per worker (Kubernetes quantity).")] = "2Gi",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Per-worker training batch size.")] = 1024,
+    # Smaller than the Launchpad's 1024: the default 40k-row window gives 2 workers only ~16 steps
+    # an epoch at 1024, too few for the embeddings to learn anything.
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Per-worker training batch size (256 suits the default 40k rows).")] = 256,
+    embedding_dim: Annotated[int, typer.Option("--embedding-dim", help="Embedding width (32 wins on windows of millions of rows).")] = 16,
     model_name: Annotated[str, typer.Option("--model-name", help="Model name (directory under the data root).")] = "ad-relevance",
     output: OutputOpt = OutputFormat.table,
     backend: BackendOpt = None,
@@ -202,7 +206,7 @@ def ad_relevance(
     err.print(f"[dim]loading the code location (backend {choice.name}, DAGSTER_HOME={home})[/]")
     run_config = build_run_config(
         {"generate_if_missing": True, "rows": rows, "seed": seed},
-        {**cluster, "model_name": model_name, "epochs": epochs, "batch_size": batch_size},
+        {**cluster, "model_name": model_name, "epochs": epochs, "batch_size": batch_size, "embedding_dim": embedding_dim},
         {**cluster, "model_name": model_name},
     )
 

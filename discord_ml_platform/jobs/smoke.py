@@ -3,6 +3,9 @@
 Run as ``python -m discord_ml_platform.jobs.smoke``. It runs ``tasks`` Ray tasks, prints a line per
 task, optionally waits for a file to appear (so tests can observe a log line while the job still
 runs), and reports a materialization with the sum it computed.
+
+Extras: ``tasks``; ``release_file`` (wait for it); ``fail`` (always fail); ``fail_once_marker``
+(fail unless that file exists, creating it first: the first attempt fails, a retry succeeds).
 """
 
 from __future__ import annotations
@@ -15,6 +18,15 @@ from pathlib import Path
 def square(x: int) -> int:
     """The task body: trivial on purpose."""
     return x * x
+
+
+def fail_once(marker: str | None) -> None:
+    """Fail unless ``marker`` exists, creating it first: this attempt fails, the next one passes."""
+    if not marker or Path(marker).exists():
+        return
+    Path(marker).touch()
+    print("smoke job failing its first attempt", flush=True)
+    raise RuntimeError("smoke job fails its first attempt")
 
 
 def main() -> None:
@@ -45,6 +57,7 @@ def main() -> None:
                 time.sleep(0.05)
         if fail:
             raise RuntimeError("smoke job asked to fail")
+        fail_once(extras.get("fail_once_marker"))
         pipes.report_asset_materialization(metadata={"sum_of_squares": sum(results), "tasks": tasks})
 
 

@@ -11,7 +11,12 @@ What KubeRay's RayJob controller does, small (one :class:`RayJobReconciler` thre
    ``ray job submit`` does), ``runtimeEnvYAML`` and ``metadata`` included. A failed submission
    ends in ``Failed`` / ``SubmissionFailed``.
 3. ``Running``: the Ray job's status is mirrored into ``jobStatus`` / ``message``; a terminal
-   status ends in ``Complete`` (``SUCCEEDED``) or ``Failed`` / ``AppFailed``, with ``endTime``.
+   status ends in ``Complete`` (``SUCCEEDED``, ``succeeded`` + 1) or ``Failed`` / ``AppFailed``
+   (``failed`` + 1), with ``endTime``.
+3a. ``backoffLimit``: a failure (any reason but ``DeadlineExceeded``) while ``failed`` < ``backoffLimit`` + 1
+   goes to ``Retrying`` instead of ``Failed`` (in the same status update, as KubeRay): the attempt's
+   RayCluster is deleted, the attempt's fields are cleared (``New``), and the walk starts again at 1
+   with a new cluster, the same ``jobId`` (``spec.jobId``) and a new ``startTime``.
 4. ``activeDeadlineSeconds`` counts from ``startTime`` in every non-terminal state: past it the job
    is stopped and the RayJob ends in ``Failed`` / ``DeadlineExceeded``.
 5. ``spec.suspend``: the job is stopped and the RayCluster deleted; ``Suspended``.
@@ -21,7 +26,7 @@ What KubeRay's RayJob controller does, small (one :class:`RayJobReconciler` thre
 
 ``OperatorFaults.job_fails`` (global or annotation ``...fault-job-fails``) replaces the entrypoint
 with one that exits 1, so the job ends ``FAILED`` whatever it would have done. Not emulated:
-``backoffLimit`` retries, ``clusterSelector``, ``deletionStrategy``, submitter pods.
+``clusterSelector``, ``deletionStrategy``, ``schedule``, submitter pods.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ FAILING_ENTRYPOINT = "python -c \"import sys; print('sandbox fault: job_fails');
 TERMINAL_DEPLOYMENT = ("Complete", "Failed", "ValidationFailed")
 TERMINAL_JOB = ("SUCCEEDED", "FAILED", "STOPPED")
 SUBMIT_RETRY_S = 60.0
+RETRY_CLUSTER_GONE_S = 120.0  # how long a retry waits for the failed attempt's cluster to be deleted
 
 
 class _Gone(Exception):
@@ -178,14 +184,18 @@ class RayJobReconciler:
         self.rayjob = rayjob
         return rayjob
 
-    def _write(self, **changes: Any) -> None:
+    def _write(self, clear: tuple[str, ...] = (), **changes: Any) -> None:
+        """Merge ``changes`` (``None`` values skipped) into the status and remove the ``clear`` fields."""
         if self.cancelled.is_set():
             raise _Gone()
         self.status.update({k: v for k, v in changes.items() if v is not None})
+        for key in clear:
+            self.status.pop(key, None)
         self.status["observedGeneration"] = int(self.rayjob["metadata"].get("generation") or 1)
+        body = {**self.status, **{key: None for key in clear}}  # null removes a field (JSON merge patch)
         try:
             self.api.call("patch RayJob status", self.api.custom.patch_namespaced_custom_object_status, GROUP,
-                          VERSION, self.namespace, PLURAL, self.name, {"status": self.status})
+                          VERSION, self.namespace, PLURAL, self.name, {"status": body})
         except Exception as err:
             if status_code(err) == 404 or status_code(err.__cause__ or err) == 404:
                 raise _Gone() from err
@@ -200,8 +210,12 @@ class RayJobReconciler:
 
     def _reconcile(self) -> None:
         spec = self.rayjob.get("spec") or {}
-        if self.status.get("jobDeploymentStatus") not in TERMINAL_DEPLOYMENT:
+        while self.status.get("jobDeploymentStatus") not in TERMINAL_DEPLOYMENT:
+            if self.status.get("jobDeploymentStatus") == "Retrying":
+                self._retry()
             self._run_job(spec)
+            if self.status.get("jobDeploymentStatus") != "Retrying":
+                break  # an end, or Suspended
         self._after_finish(spec)
 
     def _past_deadline(self, spec: objs.Obj) -> bool:
@@ -214,7 +228,8 @@ class RayJobReconciler:
     def _run_job(self, spec: objs.Obj) -> None:
         job_id = self.status.get("jobId") or spec.get("jobId") or generated_name(self.name)
         cluster = self.status.get("rayClusterName") or generated_name(self.name)
-        self._write(jobDeploymentStatus=self.status.get("jobDeploymentStatus") or "Initializing", jobId=job_id,
+        current = self.status.get("jobDeploymentStatus")
+        self._write(jobDeploymentStatus="Initializing" if current in (None, "", "New") else current, jobId=job_id,
                     rayClusterName=cluster, startTime=self.status.get("startTime") or objs.now())
         if self._get(RC_PLURAL, cluster) is None:
             try:
@@ -307,7 +322,9 @@ class RayJobReconciler:
             if status in TERMINAL_JOB:
                 if status == "SUCCEEDED":
                     self._write(jobStatus=status, message=info.message or "", rayJobInfo=job_info,
-                                jobDeploymentStatus="Complete", endTime=objs.now(), succeeded=1, failed=0)
+                                jobDeploymentStatus="Complete", endTime=objs.now(),
+                                succeeded=int(self.status.get("succeeded") or 0) + 1,
+                                failed=int(self.status.get("failed") or 0))
                     self.api.event(self.rayjob, "Completed", f"Ray job {job_id} succeeded")
                 else:
                     self._fail("AppFailed", info.message or f"Ray job {job_id} {status}", job_status=status,
@@ -319,10 +336,41 @@ class RayJobReconciler:
 
     def _fail(self, reason: str, message: str, *, job_status: str | None = None,
               job_info: objs.Obj | None = None) -> None:
-        self._write(jobDeploymentStatus="Failed", reason=reason, message=message, jobStatus=job_status,
-                    rayJobInfo=job_info, endTime=objs.now(), failed=int(self.status.get("failed") or 0) + 1,
-                    succeeded=0)
+        """End this attempt ``Failed``, or ``Retrying`` while ``status.failed`` stays within ``backoffLimit``.
+
+        As KubeRay's ``checkBackoffLimitAndUpdateStatusIfNeeded``: one status update, so a client
+        never sees a ``Failed`` that is then retried; ``DeadlineExceeded`` is never retried.
+        """
+        failed = int(self.status.get("failed") or 0) + 1
+        limit = int((self.rayjob.get("spec") or {}).get("backoffLimit") or 0)
+        retry = reason != "DeadlineExceeded" and failed < limit + 1
+        self._write(jobDeploymentStatus="Retrying" if retry else "Failed", reason=reason, message=message,
+                    jobStatus=job_status, rayJobInfo=job_info, endTime=None if retry else objs.now(), failed=failed,
+                    succeeded=int(self.status.get("succeeded") or 0))
         self.api.event(self.rayjob, reason, message, warning=True)
+        if retry:
+            self.api.event(self.rayjob, "Retrying", f"attempt {failed} of {limit + 1} failed ({reason}); "
+                                                    "retrying on a new RayCluster", warning=True)
+
+    def _retry(self) -> None:
+        """KubeRay's ``Retrying``: delete the attempt's RayCluster, wait until it is gone, reset the attempt.
+
+        The status goes back to ``New`` without ``rayClusterName``, ``dashboardURL``, ``jobId``,
+        ``jobStatus``, ``reason``, ``message`` and ``startTime``: the next attempt picks a new cluster
+        name, the same ``jobId`` when ``spec.jobId`` is set, and a new ``startTime`` (so
+        ``activeDeadlineSeconds`` counts per attempt).
+        """
+        cluster = self.status.get("rayClusterName")
+        if cluster:
+            self._delete(RC_PLURAL, cluster)
+            self.api.event(self.rayjob, "Deleted", f"Deleted RayCluster {self.namespace}/{cluster}: retrying the job")
+            give_up = time.monotonic() + RETRY_CLUSTER_GONE_S
+            while self._get(RC_PLURAL, cluster) is not None and time.monotonic() < give_up:
+                self._current()  # the RayJob itself was deleted meanwhile: stop
+                self._sleep(self.poll_s)
+        self._client = None
+        self._write(jobDeploymentStatus="New", clear=("rayClusterName", "rayClusterStatus", "dashboardURL", "jobId",
+                                                      "jobStatus", "reason", "message", "rayJobInfo", "startTime"))
 
     def _suspend(self, job_id: str | None, cluster: str) -> None:
         from discord_ml_platform.jobs import stop_job

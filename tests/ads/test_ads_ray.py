@@ -109,3 +109,31 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_session, windows, small_
     assert result.metrics["start_epoch"] == 1
     assert result.metrics["sharding"] == "row"
     assert load_model(result.model_path) is not None
+
+
+@pytest.mark.timeout(300)
+def test_xgboost_trainer_on_two_workers_matches_the_in_process_baseline(ray_session, windows, tmp_path) -> None:
+    """Ray Train's ``XGBoostTrainer`` (2 workers, histograms all-reduced) learns what the in-process fit
+    learns from the same features, and the booster it returns predicts and round-trips."""
+    from discord_ml_platform.ads.baseline import (
+        BaselineModel,
+        XGBoostSettings,
+        evaluate_baseline,
+        fit_xgboost,
+        fit_xgboost_with_ray,
+    )
+    from discord_ml_platform.ads.data import read_window
+
+    settings = XGBoostSettings(num_boost_round=60, max_depth=4, nthread=1, early_stopping_rounds=10)
+    holdout = read_window(windows["validation"])
+    distributed = fit_xgboost_with_ray(str(windows["train"]), settings, num_workers=2, cpus_per_worker=0.5,
+                                       storage_path=str(tmp_path / "storage"), name="xgb-test")
+    local = fit_xgboost(read_window(windows["train"]), settings)
+    ray_auc = evaluate_baseline(distributed, holdout)["auc"]
+    local_auc = evaluate_baseline(local, holdout)["auc"]
+    assert ray_auc > 0.7, ray_auc
+    # Same features and parameters; only the row partitioning of the boosting differs.
+    assert abs(ray_auc - local_auc) < 0.02, (ray_auc, local_auc)
+    assert 0 <= distributed.best_iteration < settings.num_boost_round
+    loaded = BaselineModel.load(distributed.save(tmp_path / "xgb"))
+    np.testing.assert_allclose(loaded.predict(holdout.head(200)), distributed.predict(holdout.head(200)), rtol=1e-6)

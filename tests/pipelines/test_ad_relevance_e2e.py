@@ -103,3 +103,47 @@ def wait_for_running_job(backend: LocalBackend, run: subprocess.Popen, timeout_s
                 return running[0]
         time.sleep(0.5)
     raise AssertionError("the run's Ray job never started")
+
+
+@pytest.mark.timeout(900)
+def test_gated_release_fits_the_baseline_with_xgboost_trainer_promotes_and_scores_with_the_champion(session_root):
+    """The release job on a local cluster: NN and XGBoost (Ray Train's ``XGBoostTrainer`` on 2 workers)
+    on the same split, both blocking checks, registration and promotion, scoring with the champion.
+
+    The gate is opened (``min_gain_over_baseline: -1``) because at test size the network need not
+    beat XGBoost; which way the checks decide is covered in ``test_ad_relevance_quality``."""
+    from discord_ml_platform.ads.registry import ModelRegistry
+    from resources.storage import DataRootResource
+
+    job = defs.resolve_job_def("ad_relevance_gated_release")
+    gate = {"config": {"model_name": "gated-e2e", "min_gain_over_baseline": -1.0}}
+    run_config = {"ops": {
+        "quests_window": {"config": {"rows": 6000}},
+        "ad_relevance_model": {"config": {"model_name": "gated-e2e", "epochs": 1, "batch_size": 256}},
+        "ad_relevance_evaluation": {"config": {"model_name": "gated-e2e", "epochs": 1}},
+        "ad_relevance_baseline": {"config": {"model_name": "gated-e2e", "use_ray_trainer": True, "workers": 2,
+                                             "cpus": 0.5, "max_depth": 4, "num_boost_round": 40}},
+        "ad_relevance_evaluation_candidate_beats_baseline": gate,
+        "ad_relevance_evaluation_candidate_not_worse_than_champion": gate,
+        "ad_relevance_promotion": gate,
+        "ad_relevance_scores": {"config": {"model_name": "gated-e2e", "batch_size": 2048, "model_source": "champion"}},
+    }}
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(partition_key="2026-11-24", run_config=run_config, instance=instance)
+        assert result.success
+        baseline = metadata_of(result, "ad_relevance_baseline")
+        evaluation = metadata_of(result, "ad_relevance_evaluation")
+        promotion = metadata_of(result, "ad_relevance_promotion")
+        scores = metadata_of(result, "ad_relevance_scores")
+        checks = {e.asset_check_evaluation_data.asset_check_key.name: e.asset_check_evaluation_data.passed
+                  for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+
+    assert 0.5 < baseline["auc"] <= 1 and baseline["best_iteration"] < 40
+    assert checks == {"candidate_beats_baseline": True, "candidate_not_worse_than_champion": True}
+    assert promotion["promoted"] is True and promotion["baseline_auc"] == pytest.approx(baseline["auc"], abs=1e-6)
+    assert promotion["candidate_auc"] == pytest.approx(evaluation["auc"], abs=1e-6)
+    champion = ModelRegistry(DataRootResource().root).get_champion("gated-e2e")
+    assert champion is not None and champion.version == promotion["version"] == promotion["champion_version"]
+    assert champion.lineage["partition"] == "2026-11-24" and champion.lineage["train_rows"] > 0
+    assert scores["model_version"] == champion.version and scores["rows"] == 6000
+    assert LocalBackend().list() == []

@@ -18,6 +18,8 @@ pytestmark = pytest.mark.timeout(120)
         ({"epochs": 0}, "epochs", "greater than or equal to 1"),
         ({"memory_per_worker": "lots"}, "memory_per_worker", "not a Kubernetes quantity"),
         ({"model_name": "Bad Name!"}, "model_name", "pattern"),
+        ({"embedding_dim": 1024}, "embedding_dim", "less than or equal to 256"),
+        ({"interaction": "mlp"}, "interaction", "pattern"),
     ],
 )
 def test_out_of_range_training_config_names_the_field_and_starts_no_cluster(bad, field, allowed):

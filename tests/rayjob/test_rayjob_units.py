@@ -107,3 +107,58 @@ def test_the_operator_builds_a_raycluster_owned_by_the_rayjob() -> None:
     assert rc["metadata"]["labels"]["ray.io/originated-from-crd"] == "RayJob"
     assert rc["metadata"]["labels"]["mlplatform.discord.com/owner"] == "tests"
     assert "ActiveDeadlineSeconds: 30" in deadline_message("2026-03-01T00:00:00Z", 30)
+
+
+def test_a_retrying_rayjob_is_not_finished_and_counts_its_attempts() -> None:
+    status = {"jobDeploymentStatus": "Retrying", "jobStatus": "FAILED", "reason": "AppFailed", "failed": 1,
+              "rayClusterName": "j-abcde", "dashboardURL": "127.0.0.1:8265", "jobId": "j-1"}
+    retrying = RayJobState.from_object({"metadata": {"name": "j"}, "status": status})
+    assert retrying.retrying and not retrying.finished and retrying.failed_attempts == 1
+    assert "1 failed attempt(s)" in retrying.describe()
+    renewed = RayJobState.from_object({"metadata": {"name": "j"},
+                                       "status": {"jobDeploymentStatus": "New", "failed": 1}})
+    assert renewed.retrying and not renewed.finished
+    fresh = RayJobState.from_object({"metadata": {"name": "j"}, "status": {"jobDeploymentStatus": "New"}})
+    assert not fresh.retrying
+    done = RayJobState.from_object({"metadata": {"name": "j"}, "status": {
+        "jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED", "failed": 1, "succeeded": 1}})
+    assert done.succeeded and (done.failed_attempts, done.succeeded_attempts) == (1, 1)
+
+
+class Recorder:
+    """Stands in for the step's logger."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def pipes_line(method: str, params: dict) -> str:
+    """A Pipes message as the driver prints it (after Ray's prefix)."""
+    import json
+
+    from discord_ml_platform.jobs.pipes_protocol import PIPES_VERSION_FIELD
+
+    return "(driver) " + json.dumps({PIPES_VERSION_FIELD: "0.1", "method": method, "params": params})
+
+
+def test_attempt_logs_hold_back_each_attempts_closed_message_until_the_rayjob_ends() -> None:
+    from resources.rayjob_mode import AttemptLogs
+
+    seen: list[str] = []
+    log = Recorder()
+    logs = AttemptLogs(seen.append, "disabled", log)
+    failed_close = pipes_line("closed", {"exception": {"name": "RuntimeError", "message": "first attempt fails"}})
+    logs._line("attempt 1 line")
+    logs._line(failed_close)
+    logs.update(RayJobState("j", "ray", deployment_status="Retrying", failed_attempts=1))  # KubeRay retries
+    assert seen == ["attempt 1 line"]  # the failed attempt's close never reaches the Pipes session
+    assert "RuntimeError: first attempt fails" in log.warnings[0]
+    final_close = pipes_line("closed", {})
+    logs._line("attempt 2 line")
+    logs._line(final_close)
+    assert seen == ["attempt 1 line", "attempt 2 line"]
+    logs.finish()
+    assert seen[-1] == final_close  # the last attempt's close, once the RayJob ended

@@ -32,7 +32,12 @@ def main() -> None:
             batch_size=int(extras["batch_size"]),
             lr=float(extras["learning_rate"]),
             seed=0,
-            model=RankerConfig(),
+            # .get() with the defaults of older configs: a run launched before these fields existed
+            # still re-executes the same way.
+            lr_schedule=str(extras.get("lr_schedule", "constant")),
+            embedding_weight_decay=float(extras.get("embedding_weight_decay", 0.0)),
+            model=RankerConfig(embedding_dim=int(extras.get("embedding_dim", 16)),
+                               interaction=str(extras.get("interaction", "dot"))),
             torch_threads=1,
             sharding=str(extras.get("sharding", "row")),
         )
