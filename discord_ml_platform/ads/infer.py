@@ -14,12 +14,19 @@ task and one block per row group (or run of row groups) of about ``batch_size`` 
 block is one scoring call and the window spreads over the whole pool as it is read.
 
 Each scoring actor reserves a *fraction* of a CPU: a Ray Data actor pool can otherwise reserve
-every CPU of a small cluster and starve the read tasks that feed it, and the pipeline hangs.
+every CPU of a small cluster and starve the read tasks that feed it, and the pipeline hangs. Read
+and write tasks reserve a quarter of one (:data:`IO_TASK_CPUS`) and run a few at a time, so the
+output is written while the window is scored rather than after.
+
+Every :func:`score_with_ray_data` call starts its scoring actors afresh: a process each that
+imports Ray, Ray Data and torch and loads the model, a fixed cost per call (about 5 s for two
+actors on a 2-CPU machine) that a large window amortizes and a small one does not.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -36,6 +43,14 @@ if TYPE_CHECKING:
     from discord_ml_platform.ads.schema import FeatureSchema
 
 SCORE_COLUMN = "score"
+
+IO_TASK_CPUS = 0.25
+"""CPUs reserved by each Ray Data read or write task of :func:`score_with_ray_data`.
+
+A block's read or write takes tens of milliseconds. At Ray Data's default of one CPU per task,
+its resource allocator hands every CPU the scoring actors leave free to the read tasks and none to
+the write tasks: on a 2-CPU node the writes then wait until every block has been read and scored,
+a tail of seconds."""
 
 
 class QuestScorer:
@@ -275,7 +290,12 @@ def _parquet_batch_datasource() -> type:
 
 
 def read_parquet_batches(
-    files: Sequence[str | Path], *, batch_size: int, columns: list[str] | None = None
+    files: Sequence[str | Path],
+    *,
+    batch_size: int,
+    columns: list[str] | None = None,
+    num_cpus: float | None = None,
+    concurrency: int | None = None,
 ) -> Any:
     """A Ray Dataset of Parquet files in blocks of about ``batch_size`` rows: whole row groups.
 
@@ -289,6 +309,8 @@ def read_parquet_batches(
         files: Parquet files, readable from every node (shared or object storage mount).
         batch_size: Rows per block, at least (whole row groups).
         columns: Columns to read; all by default.
+        num_cpus: CPUs reserved per read task (Ray Data's default, 1, when None).
+        concurrency: Read tasks running at a time (unbounded when None).
 
     Returns:
         A lazy ``ray.data.Dataset``.
@@ -298,7 +320,9 @@ def read_parquet_batches(
     source = _parquet_batch_datasource()(files, columns, batch_size)
     # As many output blocks as read tasks: a larger count makes Ray Data split every task's
     # output into smaller blocks, which map_batches then has to glue back into batches.
-    return ray.data.read_datasource(source, override_num_blocks=source.num_read_tasks)
+    return ray.data.read_datasource(
+        source, override_num_blocks=source.num_read_tasks, num_cpus=num_cpus, concurrency=concurrency
+    )
 
 
 def score_with_ray_data(
@@ -310,10 +334,14 @@ def score_with_ray_data(
     concurrency: int = 1,
     num_cpus_per_actor: float = 0.5,
     num_gpus_per_actor: float = 0,
+    io_concurrency: int | None = None,
 ) -> dict[str, Any]:
     """Score a window with Ray Data on the cluster this driver is connected to.
 
     ``read_parquet_batches -> map_batches(QuestScorer) -> write_parquet``, streamed by Ray Data.
+    Read and write tasks reserve :data:`IO_TASK_CPUS` each and run at most ``io_concurrency`` at a
+    time (each), so they interleave with scoring instead of queueing behind it, and reuse a few
+    worker processes instead of starting one per task.
 
     Args:
         model_path: Saved model directory, readable from every node (shared or object storage).
@@ -325,18 +353,25 @@ def score_with_ray_data(
         num_cpus_per_actor: CPUs reserved per actor; keep it fractional on small clusters so
             read and write tasks still get CPUs.
         num_gpus_per_actor: GPUs per actor (fractions share a GPU).
+        io_concurrency: Read tasks, and write tasks, running at a time. By default one per four
+            CPU actors (a block's read takes about a tenth of its scoring on one CPU thread), or
+            one per GPU actor (a GPU scores a block much faster than a CPU thread).
 
     Returns:
         ``rows`` scored, ``output_path``, ``seconds`` and ``rows_per_second``.
     """
     import ray
 
+    if io_concurrency is None:
+        io_concurrency = concurrency if num_gpus_per_actor > 0 else math.ceil(concurrency / 4)
     started = time.perf_counter()
     files = [str(f) for f in parquet_files(input_path)]
     schema = _feature_schema(model_path)
     # Only the columns scoring reads or writes, as the in-process loop does.
     columns = _columns_to_read(schema, pq.read_schema(files[0]).names)
-    dataset = read_parquet_batches(files, batch_size=batch_size, columns=columns)
+    dataset = read_parquet_batches(
+        files, batch_size=batch_size, columns=columns, num_cpus=IO_TASK_CPUS, concurrency=io_concurrency
+    )
     scored = dataset.map_batches(
         QuestScorer,
         fn_constructor_kwargs={"model_path": str(model_path), "torch_threads": max(1, int(num_cpus_per_actor))},
@@ -352,7 +387,7 @@ def score_with_ray_data(
         num_gpus=num_gpus_per_actor,
     )
     out = str(output_path)
-    scored.write_parquet(out)
+    scored.write_parquet(out, ray_remote_args={"num_cpus": IO_TASK_CPUS}, concurrency=io_concurrency)
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(out))
     seconds = time.perf_counter() - started
     return {"rows": rows, "output_path": out, "seconds": seconds, "rows_per_second": rows / max(seconds, 1e-9)}
