@@ -40,8 +40,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--score-batch-size", type=int, default=65_536)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the training loops.")
-    parser.add_argument("--actors", type=int, default=2, help="Ray Data scoring actors (1 torch thread each).")
-    parser.add_argument("--cpus-per-actor", type=float, default=0.5, help="CPUs reserved per actor (fractional: read tasks need CPUs too).")
+    parser.add_argument("--actors", type=int, default=2, help="Ray Data scoring actors.")
+    parser.add_argument("--cpus-per-actor", type=float, default=None,
+                        help="CPUs (and torch threads) per actor; by default the cluster's CPUs shared out, at most one each.")
     parser.add_argument("--small-rows", type=int, default=20_000, help="Rows of the small window (warm-up and fixed-cost passes).")
     parser.add_argument("--inference-only", action="store_true", help="Skip the Ray Train run and the training figures.")
     args = parser.parse_args()

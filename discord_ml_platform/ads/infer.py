@@ -4,31 +4,31 @@ Both paths stream: input is read in bounded batches and output written as it is 
 memory stays flat as the input grows. Both score Arrow tables end to end (Parquet batch ->
 features -> scores -> Parquet batch), with no pandas frame per batch.
 
-:func:`score_with_ray_data` reads through :func:`read_parquet_batches`, not
-``ray.data.read_parquet``. In Ray 2.60 ``read_parquet`` lists the files on a pool of 32
-footer-reader actors started for every read (seconds of process start-up on a small node before
-the first row is read), and coalesces row groups into blocks of up to 128 MiB: a window then is a
-few huge blocks, scored by one or two actors while the others idle, and spilled from a small
-object store. :func:`read_parquet_batches` reads the footers on the driver and makes one read
-task and one block per row group (or run of row groups) of about ``batch_size`` rows, so every
-block is one scoring call and the window spreads over the whole pool as it is read.
+:func:`score_with_ray_data` gives Ray Data the window as *work units*, runs of row groups of
+about ``batch_size`` rows listed from the files' footers (:func:`scoring_units`), and a fixed
+pool of :class:`ParquetScoringActor` reads, scores and writes each unit in one place. Measured
+on 2 CPUs against ``ray.data.read_parquet``-style reading (``read -> map_batches -> write``, read
+and write as separate tasks):
 
-Each scoring actor reserves a *fraction* of a CPU: a Ray Data actor pool can otherwise reserve
-every CPU of a small cluster and starve the read tasks that feed it, and the pipeline hangs. Read
-and write tasks reserve a quarter of one (:data:`IO_TASK_CPUS`) and run a few at a time, so the
-output is written while the window is scored rather than after.
+* the rows never pass through the object store, and nothing but the actors needs CPUs, so the
+  pool cannot starve its own input on a small cluster (no deadlock);
+* no write operator to backpressure the actors: they were busy 64% of the time behind it, and
+  the pass ran at 0.6 of the plain loop's rows/s; reading and writing in the actor, two actors
+  score faster than the plain loop once running (``benchmarks/ads_throughput.py``);
+* every output file is named by its unit and renamed into place when complete, so a retried
+  unit overwrites its own file instead of adding a duplicate, and readers never see half a file.
 
 Every :func:`score_with_ray_data` call starts its scoring actors afresh: a process each that
-imports Ray, Ray Data and torch and loads the model, a fixed cost per call (about 5 s for two
-actors on a 2-CPU machine) that a large window amortizes and a small one does not.
+imports Ray Data and torch and loads the model, a fixed cost per call (seconds on a 2-CPU
+machine) that a large window amortizes and a small one does not.
 """
 
 from __future__ import annotations
 
-import functools
 import math
+import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
@@ -43,15 +43,6 @@ if TYPE_CHECKING:
     from discord_ml_platform.ads.schema import FeatureSchema
 
 SCORE_COLUMN = "score"
-
-IO_TASK_CPUS = 0.25
-"""CPUs reserved by each Ray Data read or write task of :func:`score_with_ray_data`.
-
-A block's read or write takes tens of milliseconds. At Ray Data's default of one CPU per task,
-its resource allocator hands every CPU the scoring actors leave free to the read tasks and none to
-the write tasks: on a 2-CPU node the writes then wait until every block has been read and scored,
-a tail of seconds."""
-
 
 class QuestScorer:
     """Loads a saved :class:`~discord_ml_platform.ads.model.QuestRanker` and scores batches.
@@ -179,28 +170,43 @@ def score_in_process(
     scorer = QuestScorer(model_path)
     out = Path(output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows = 0
-    writer: pq.ParquetWriter | None = None
-    try:
+
+    def batches() -> Iterator[pa.RecordBatch]:
         for file in parquet_files(input_path):
             parquet = pq.ParquetFile(file)
-            keep = _columns_to_read(scorer.schema, parquet.schema_arrow.names)
-            for record_batch in parquet.iter_batches(batch_size=batch_size, columns=keep):
-                table = scorer(pa.Table.from_batches([record_batch]))
-                if writer is None:
-                    writer = pq.ParquetWriter(out, table.schema)
-                writer.write_table(table)
-                rows += table.num_rows
-    finally:
-        if writer is not None:
-            writer.close()
+            yield from parquet.iter_batches(batch_size=batch_size,
+                                            columns=_columns_to_read(scorer.schema, parquet.schema_arrow.names))
+
+    rows = _score_into_file(scorer, batches(), out)
     seconds = time.perf_counter() - started
     return {"rows": rows, "output_path": str(out), "seconds": seconds, "rows_per_second": rows / max(seconds, 1e-9)}
 
 
-def _read_row_groups(path: str, row_groups: tuple[int, ...], columns: list[str] | None) -> list[pa.Table]:
-    """One block: the given row groups of one Parquet file."""
-    return [pq.ParquetFile(path).read_row_groups(list(row_groups), columns=columns)]
+def _score_into_file(scorer: QuestScorer, batches: Iterable[pa.RecordBatch], path: Path) -> int:
+    """Score ``batches`` one at a time into the Parquet file ``path``; returns the rows written.
+
+    The file is written under a hidden temporary name and renamed when complete, so readers of
+    the directory, and a retry of the same unit, never see half a file. No file when no rows.
+    """
+    partial = path.with_name(f".{path.name}.partial")
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    try:
+        for record_batch in batches:
+            table = scorer(pa.Table.from_batches([record_batch]))
+            if writer is None:
+                writer = pq.ParquetWriter(partial, table.schema)
+            writer.write_table(table)
+            rows += table.num_rows
+    except BaseException:
+        if writer is not None:
+            writer.close()
+            partial.unlink(missing_ok=True)
+        raise
+    if writer is not None:
+        writer.close()
+        os.replace(partial, path)
+    return rows
 
 
 def _row_group_runs(
@@ -234,95 +240,74 @@ def _row_group_runs(
     return runs
 
 
-@functools.cache
-def _parquet_batch_datasource() -> type:
-    """The Ray Data datasource behind :func:`read_parquet_batches`.
+def scoring_units(files: Sequence[str | Path], columns: list[str] | None, batch_size: int) -> list[dict[str, Any]]:
+    """The work units of a Ray Data scoring pass: runs of row groups of about ``batch_size`` rows.
 
-    Defined on first use: ``ray.data`` is imported lazily, so importing this module (Dagster code
-    locations, the evaluation job, tests) does not pull in Ray.
-    """
-    from ray.data import Datasource, ReadTask
-    from ray.data.block import BlockMetadata
-
-    class ParquetBatchDatasource(Datasource):  # type: ignore[misc]
-        """Parquet files, one read task and one block per run of row groups (see ``_row_group_runs``)."""
-
-        def __init__(self, files: Sequence[str | Path], columns: list[str] | None, min_rows: int) -> None:
-            super().__init__()
-            if min_rows < 1:
-                raise ValueError(f"rows per block must be positive, got {min_rows}")
-            self._columns = columns
-            self._units: list[tuple[str, tuple[int, ...], int, int]] = []
-            self._schema: pa.Schema | None = None
-            for file in files:
-                # Only the footer is read, here on the driver: no listing tasks, no actors.
-                parquet = pq.ParquetFile(str(file))
-                if self._schema is None:
-                    names = parquet.schema_arrow.names if columns is None else columns
-                    self._schema = pa.schema([parquet.schema_arrow.field(c) for c in names])
-                self._units.extend(_row_group_runs(str(file), parquet.metadata, columns, min_rows))
-
-        @property
-        def num_read_tasks(self) -> int:
-            return len(self._units)
-
-        def get_name(self) -> str:
-            return "ParquetBatches"
-
-        def estimate_inmemory_data_size(self) -> int | None:
-            return sum(unit[3] for unit in self._units)
-
-        def get_read_tasks(
-            self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
-        ) -> list[ReadTask]:
-            # One task per run whatever ``parallelism`` asks: a run is the block we want.
-            return [
-                ReadTask(
-                    functools.partial(_read_row_groups, path, row_groups, self._columns),
-                    BlockMetadata(num_rows=rows, size_bytes=int(size), exec_stats=None, input_files=(path,)),
-                    schema=self._schema,
-                    per_task_row_limit=per_task_row_limit,
-                )
-                for path, row_groups, rows, size in self._units
-            ]
-
-    return ParquetBatchDatasource
-
-
-def read_parquet_batches(
-    files: Sequence[str | Path],
-    *,
-    batch_size: int,
-    columns: list[str] | None = None,
-    num_cpus: float | None = None,
-    concurrency: int | None = None,
-) -> Any:
-    """A Ray Dataset of Parquet files in blocks of about ``batch_size`` rows: whole row groups.
-
-    One read task per block: consecutive row groups of a file, at least ``batch_size`` rows
-    (a file's last block may hold fewer). When the files' row groups hold ``batch_size`` rows, as
-    :func:`~discord_ml_platform.ads.data.write_window` writes them by default, every block is
-    exactly one scoring batch: ``map_batches`` hands it to an actor as it is (no slicing, no
-    concatenation), and a window spreads over the whole actor pool as it is read.
-
-    Args:
-        files: Parquet files, readable from every node (shared or object storage mount).
-        batch_size: Rows per block, at least (whole row groups).
-        columns: Columns to read; all by default.
-        num_cpus: CPUs reserved per read task (Ray Data's default, 1, when None).
-        concurrency: Read tasks running at a time (unbounded when None).
+    Only the files' footers are read (on the caller, no Ray tasks). When the files' row groups
+    hold ``batch_size`` rows, as :func:`~discord_ml_platform.ads.data.write_window` writes them by
+    default, a unit is one row group and one scoring call, and a window spreads over the whole
+    actor pool from its first rows.
 
     Returns:
-        A lazy ``ray.data.Dataset``.
+        One ``{"unit", "path", "row_groups", "rows"}`` per run, ``unit`` numbering them from 0.
     """
-    import ray
+    runs = [run for file in files for run in _row_group_runs(str(file), pq.ParquetFile(str(file)).metadata, columns, batch_size)]
+    return [{"unit": i, "path": path, "row_groups": list(groups), "rows": rows}
+            for i, (path, groups, rows, _) in enumerate(runs)]
 
-    source = _parquet_batch_datasource()(files, columns, batch_size)
-    # As many output blocks as read tasks: a larger count makes Ray Data split every task's
-    # output into smaller blocks, which map_batches then has to glue back into batches.
-    return ray.data.read_datasource(
-        source, override_num_blocks=source.num_read_tasks, num_cpus=num_cpus, concurrency=concurrency
-    )
+
+def unit_output_name(unit: int) -> str:
+    """The output file of scoring unit ``unit``: a name fixed by the unit, so a retry overwrites it."""
+    return f"part-{unit:05d}.parquet"
+
+
+class ParquetScoringActor:
+    """A Ray Data scoring actor that reads, scores and writes its own units of a window.
+
+    Each call gets a few rows of :func:`scoring_units`, reads those row groups straight from
+    Parquet, scores them ``batch_size`` rows at a time with a :class:`QuestScorer` and writes one
+    Parquet file per unit (:func:`unit_output_name`) under ``output_dir``. It returns one row per
+    unit: ``unit``, ``file``, ``rows``.
+
+    Args:
+        model_path: Saved model directory, readable from every node.
+        output_dir: Output directory, writable from every node.
+        columns: Input columns to read (features and the output passthrough columns).
+        batch_size: Rows read and scored at a time.
+        torch_threads: Intra-op threads (one per reserved CPU).
+    """
+
+    def __init__(self, model_path: str, output_dir: str, columns: list[str], batch_size: int,
+                 torch_threads: int = 1) -> None:
+        self.scorer = QuestScorer(model_path, torch_threads=torch_threads, max_rows_per_forward=batch_size)
+        self.output_dir = Path(output_dir)
+        self.columns = columns
+        self.batch_size = batch_size
+
+    def __call__(self, units: pa.Table) -> pa.Table:
+        """Score the units in ``units`` (rows of :func:`scoring_units`); one summary row each."""
+        files, rows = [], []
+        for unit, path, row_groups in zip(units["unit"].to_pylist(), units["path"].to_pylist(),
+                                          units["row_groups"].to_pylist(), strict=True):
+            batches = pq.ParquetFile(path).iter_batches(batch_size=self.batch_size, row_groups=row_groups,
+                                                        columns=self.columns)
+            out = self.output_dir / unit_output_name(unit)
+            rows.append(_score_into_file(self.scorer, batches, out))
+            files.append(str(out))
+        return pa.table({"unit": units["unit"], "file": pa.array(files, pa.string()), "rows": pa.array(rows, pa.int64())})
+
+
+def default_cpus_per_actor(concurrency: int, cluster_cpus: float) -> float:
+    """One CPU per scoring actor, or an equal share of the cluster's CPUs when it has fewer.
+
+    A fixed-size actor pool that asks for more CPUs than the cluster has waits for them, so the
+    share is rounded down (to a hundredth) to keep every actor schedulable.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency (scoring actors) must be at least 1, got {concurrency}")
+    if cluster_cpus <= 0:
+        raise ValueError("the Ray cluster has no CPUs to run scoring actors on")
+    return min(1.0, math.floor(cluster_cpus / concurrency * 100) / 100) or 0.01
 
 
 def score_with_ray_data(
@@ -332,62 +317,72 @@ def score_with_ray_data(
     *,
     batch_size: int,
     concurrency: int = 1,
-    num_cpus_per_actor: float = 0.5,
+    num_cpus_per_actor: float | None = None,
     num_gpus_per_actor: float = 0,
-    io_concurrency: int | None = None,
 ) -> dict[str, Any]:
-    """Score a window with Ray Data on the cluster this driver is connected to.
+    """Score a window with a Ray Data actor pool on the cluster this driver is connected to.
 
-    ``read_parquet_batches -> map_batches(QuestScorer) -> write_parquet``, streamed by Ray Data.
-    Read and write tasks reserve :data:`IO_TASK_CPUS` each and run at most ``io_concurrency`` at a
-    time (each), so they interleave with scoring instead of queueing behind it, and reuse a few
-    worker processes instead of starting one per task.
+    ``from_items(scoring_units) -> map_batches(ParquetScoringActor)``: Ray Data hands the units
+    (runs of row groups) to a fixed pool of actors, each of which reads its units' row groups,
+    scores them and writes one Parquet file per unit into ``output_path``. Earlier
+    ``part-*.parquet`` files there are removed first, so a rerun replaces the scores.
 
     Args:
         model_path: Saved model directory, readable from every node (shared or object storage).
         input_path: Window directory or Parquet file(s).
-        output_path: Output directory for Parquet files.
-        batch_size: Rows per scoring call (and per block read).
+        output_path: Output directory for Parquet files, writable from every node.
+        batch_size: Rows per scoring call (and per unit: whole row groups, at least this many).
         concurrency: Scoring actors (a fixed-size ``ActorPoolStrategy``); GPU actors when
             ``num_gpus_per_actor`` > 0.
-        num_cpus_per_actor: CPUs reserved per actor; keep it fractional on small clusters so
-            read and write tasks still get CPUs.
-        num_gpus_per_actor: GPUs per actor (fractions share a GPU).
-        io_concurrency: Read tasks, and write tasks, running at a time. By default one per four
-            CPU actors (a block's read takes about a tenth of its scoring on one CPU thread), or
-            one per GPU actor (a GPU scores a block much faster than a CPU thread).
+        num_cpus_per_actor: CPUs reserved per actor, also its torch thread count (at least one).
+            By default :func:`default_cpus_per_actor` of the cluster's CPUs.
+        num_gpus_per_actor: GPUs per actor. Fractions share a GPU, which overlaps one actor's
+            Parquet reads and writes with another's forward passes.
 
     Returns:
-        ``rows`` scored, ``output_path``, ``seconds`` and ``rows_per_second``.
+        ``rows`` scored, ``files`` written, ``output_path``, ``seconds`` and ``rows_per_second``.
+
+    Raises:
+        ValueError: ``batch_size``, ``concurrency`` or a resource count out of range (before any
+            Ray work starts).
     """
     import ray
 
-    if io_concurrency is None:
-        io_concurrency = concurrency if num_gpus_per_actor > 0 else math.ceil(concurrency / 4)
+    if batch_size < 1:
+        raise ValueError(f"batch_size (rows per scoring call) must be at least 1, got {batch_size}")
+    if concurrency < 1:
+        raise ValueError(f"concurrency (scoring actors) must be at least 1, got {concurrency}")
+    if num_gpus_per_actor < 0 or (num_cpus_per_actor is not None and num_cpus_per_actor <= 0):
+        raise ValueError("num_cpus_per_actor must be positive and num_gpus_per_actor not negative, got "
+                         f"{num_cpus_per_actor} and {num_gpus_per_actor}")
     started = time.perf_counter()
+    if num_cpus_per_actor is None:
+        num_cpus_per_actor = default_cpus_per_actor(concurrency, ray.cluster_resources().get("CPU", 0))
     files = [str(f) for f in parquet_files(input_path)]
     schema = _feature_schema(model_path)
     # Only the columns scoring reads or writes, as the in-process loop does.
     columns = _columns_to_read(schema, pq.read_schema(files[0]).names)
-    dataset = read_parquet_batches(
-        files, batch_size=batch_size, columns=columns, num_cpus=IO_TASK_CPUS, concurrency=io_concurrency
-    )
-    scored = dataset.map_batches(
-        QuestScorer,
-        fn_constructor_kwargs={"model_path": str(model_path), "torch_threads": max(1, int(num_cpus_per_actor))},
-        batch_size=batch_size,
-        # Arrow batches, scored as Arrow: no pandas frame per batch (a pandas list column is a
-        # Python object per row), and an Arrow table back, which Ray Data writes as it is.
-        batch_format="pyarrow",
-        # The scorer only reads its input: no copy of the block out of the object store.
-        zero_copy_batch=True,
-        # An explicit actor pool (``concurrency=`` for classes is deprecated in Ray 2.60).
-        compute=ray.data.ActorPoolStrategy(size=concurrency),
-        num_cpus=num_cpus_per_actor,
-        num_gpus=num_gpus_per_actor,
-    )
-    out = str(output_path)
-    scored.write_parquet(out, ray_remote_args={"num_cpus": IO_TASK_CPUS}, concurrency=io_concurrency)
-    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(out))
+    units = scoring_units(files, columns, batch_size)
+    out = Path(output_path)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("part-*.parquet"):  # an earlier pass's units (unit_output_name)
+        stale.unlink()
+    written: list[dict[str, Any]] = []
+    if units:
+        summary = ray.data.from_items(units, override_num_blocks=len(units)).map_batches(
+            ParquetScoringActor,
+            fn_constructor_kwargs={"model_path": str(model_path), "output_dir": str(out), "columns": columns,
+                                   "batch_size": batch_size, "torch_threads": max(1, int(num_cpus_per_actor))},
+            batch_size=1,  # one unit per call: units spread over the pool one at a time
+            batch_format="pyarrow",
+            # An explicit actor pool (``concurrency=`` for classes is deprecated in Ray 2.60).
+            compute=ray.data.ActorPoolStrategy(size=concurrency),
+            num_cpus=num_cpus_per_actor,
+            num_gpus=num_gpus_per_actor,
+        )
+        written = summary.take_all()
+    rows = sum(int(w["rows"]) for w in written)
     seconds = time.perf_counter() - started
-    return {"rows": rows, "output_path": out, "seconds": seconds, "rows_per_second": rows / max(seconds, 1e-9)}
+    return {"rows": rows, "files": len(written), "output_path": str(out), "seconds": seconds,
+            "rows_per_second": rows / max(seconds, 1e-9)}
+

@@ -1,5 +1,5 @@
-"""Batch inference on Arrow: encoding straight from Arrow tables, the scorer's Arrow path, and the
-row-group-sized blocks ``score_with_ray_data`` reads."""
+"""Batch inference on Arrow: encoding straight from Arrow tables, the scorer's Arrow path, and
+``score_with_ray_data``'s row-group work units and per-unit output files."""
 
 from __future__ import annotations
 
@@ -12,10 +12,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from discord_ml_platform.ads.data import QuestWorld, generate_window, read_table, write_window
+from discord_ml_platform.ads.data import QuestWorld, generate_window, parquet_files, read_table, write_window
 from discord_ml_platform.ads.data.storage import arrow_list_types
 from discord_ml_platform.ads.features import encode_frame
-from discord_ml_platform.ads.infer import QuestScorer, _row_group_runs, score_in_process
+from discord_ml_platform.ads.infer import (
+    QuestScorer,
+    _row_group_runs,
+    default_cpus_per_actor,
+    score_in_process,
+    scoring_units,
+)
 from discord_ml_platform.ads.model import QuestRanker, RankerConfig, save_model
 
 pytestmark = pytest.mark.timeout(120)
@@ -118,32 +124,61 @@ def test_row_group_runs(tmp_path: Path) -> None:
     assert sum(r[3] for r in _row_group_runs("f", meta, ["a"], 300)) < sum(r[3] for r in runs)
 
 
+def test_scoring_units_are_row_group_runs(small_world: QuestWorld, tmp_path: Path) -> None:
+    window = write_window(tmp_path / "data", dt.date(2025, 6, 4), 9_000, seed=small_world.seed, world=small_world,
+                          rows_per_file=4_000, row_group_size=2_000)
+    files = [str(f) for f in parquet_files(window)]
+    units = scoring_units(files, ["event_id"], 2_000)
+    # Files of 4000, 4000 and 1000 rows in row groups of 2000: one unit per row group, numbered.
+    assert [(u["unit"], u["path"], u["row_groups"], u["rows"]) for u in units] == [
+        (0, files[0], [0], 2_000), (1, files[0], [1], 2_000), (2, files[1], [0], 2_000), (3, files[1], [1], 2_000),
+        (4, files[2], [0], 1_000),
+    ]
+
+
+def test_default_cpus_per_actor_fits_the_cluster() -> None:
+    assert default_cpus_per_actor(2, 2.0) == 1.0
+    assert default_cpus_per_actor(3, 2.0) == 0.66  # rounded down: 3 x 0.66 fits in 2 CPUs
+    assert default_cpus_per_actor(1, 16.0) == 1.0
+    with pytest.raises(ValueError, match="concurrency"):
+        default_cpus_per_actor(0, 2.0)
+
+
 @pytest.mark.ray
 @pytest.mark.timeout(240)
-def test_ray_data_blocks_are_row_groups_and_scores_match(ray_session, small_world: QuestWorld, model_path: Path,
-                                                          tmp_path: Path) -> None:
-    from discord_ml_platform.ads.data import parquet_files
-    from discord_ml_platform.ads.infer import read_parquet_batches, score_with_ray_data
+def test_ray_data_scoring_writes_a_file_per_unit_and_matches_the_plain_loop(
+        ray_session, small_world: QuestWorld, model_path: Path, tmp_path: Path) -> None:
+    from discord_ml_platform.ads.infer import score_with_ray_data
 
     window = write_window(tmp_path / "data", dt.date(2025, 6, 4), 9_000, seed=small_world.seed, world=small_world,
                           rows_per_file=4_000, row_group_size=2_000)
-    files = parquet_files(window)
-    dataset = read_parquet_batches(files, batch_size=2_000, columns=["event_id", "game_ids"])
-    block_rows = [m.num_rows for bundle in dataset.iter_internal_ref_bundles() for m in bundle.metadata]
-    # Files of 4000, 4000 and 1000 rows in row groups of 2000: one block per row group.
-    assert sorted(block_rows) == [1_000, 2_000, 2_000, 2_000, 2_000]
-    assert dataset.schema().names == ["event_id", "game_ids"]
-
-    summary = score_with_ray_data(model_path, window, tmp_path / "scored", batch_size=2_000, concurrency=2,
-                                  num_cpus_per_actor=0.5)
-    assert summary["rows"] == 9_000
-    scored = pd.read_parquet(tmp_path / "scored").sort_values("event_id").reset_index(drop=True)
+    out = tmp_path / "scored"
+    out.mkdir()
+    # A larger earlier pass left more units than this one writes: the rerun replaces them all.
+    pq.write_table(pa.table({"event_id": [1]}), out / "part-00009.parquet")
+    summary = score_with_ray_data(model_path, window, out, batch_size=2_000, concurrency=2)
+    assert summary["rows"] == 9_000 and summary["files"] == 5
+    assert sorted(p.name for p in out.iterdir()) == [f"part-0000{i}.parquet" for i in range(5)]
+    scored = pd.read_parquet(out).sort_values("event_id").reset_index(drop=True)
     reference = pd.read_parquet(
         score_in_process(model_path, window, tmp_path / "ref.parquet", batch_size=2_000)["output_path"]
     )
     assert list(scored.columns) == list(reference.columns)
     np.testing.assert_array_equal(scored["event_id"], reference["event_id"])
     np.testing.assert_allclose(scored["score"], reference["score"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.ray
+def test_ray_data_scoring_rejects_bad_settings_before_starting_actors(
+        ray_session, small_world: QuestWorld, model_path: Path, tmp_path: Path) -> None:
+    from discord_ml_platform.ads.infer import score_with_ray_data
+
+    window = write_window(tmp_path / "data", dt.date(2025, 6, 4), 100, seed=small_world.seed, world=small_world)
+    for bad, message in (({"batch_size": 0}, "batch_size"), ({"concurrency": 0}, "concurrency"),
+                         ({"num_cpus_per_actor": 0}, "num_cpus_per_actor")):
+        with pytest.raises(ValueError, match=message):
+            score_with_ray_data(model_path, window, tmp_path / "out", **{"batch_size": 100, **bad})
+    assert not (tmp_path / "out").exists()
 
 
 def test_read_table_and_arrow_scoring_of_a_window(small_world: QuestWorld, model_path: Path, tmp_path: Path) -> None:

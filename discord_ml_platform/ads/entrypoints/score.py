@@ -29,7 +29,6 @@ def main() -> None:
             output,
             batch_size=int(extras["batch_size"]),
             concurrency=int(extras["concurrency"]),
-            num_cpus_per_actor=0.5,
             num_gpus_per_actor=float(extras.get("num_gpus_per_actor", 0)),
         )
         pipes.log.info(f"scored {result['rows']} rows at {result['rows_per_second']:.0f} rows/s")
