@@ -319,6 +319,7 @@ def score_with_ray_data(
     concurrency: int = 1,
     num_cpus_per_actor: float | None = None,
     num_gpus_per_actor: float = 0,
+    actor_class: type[ParquetScoringActor] = ParquetScoringActor,
 ) -> dict[str, Any]:
     """Score a window with a Ray Data actor pool on the cluster this driver is connected to.
 
@@ -338,6 +339,8 @@ def score_with_ray_data(
             By default :func:`default_cpus_per_actor` of the cluster's CPUs.
         num_gpus_per_actor: GPUs per actor. Fractions share a GPU, which overlaps one actor's
             Parquet reads and writes with another's forward passes.
+        actor_class: :class:`ParquetScoringActor` or a subclass of it (one that adds output
+            columns, say); it must be importable on every node.
 
     Returns:
         ``rows`` scored, ``files`` written, ``output_path``, ``seconds`` and ``rows_per_second``.
@@ -370,7 +373,7 @@ def score_with_ray_data(
     written: list[dict[str, Any]] = []
     if units:
         summary = ray.data.from_items(units, override_num_blocks=len(units)).map_batches(
-            ParquetScoringActor,
+            actor_class,
             fn_constructor_kwargs={"model_path": str(model_path), "output_dir": str(out), "columns": columns,
                                    "batch_size": batch_size, "torch_threads": max(1, int(num_cpus_per_actor))},
             batch_size=1,  # one unit per call: units spread over the pool one at a time

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from discord_ml_platform.ads.data import QuestWorld, generate_window, parquet_fi
 from discord_ml_platform.ads.data.storage import arrow_list_types
 from discord_ml_platform.ads.features import encode_frame
 from discord_ml_platform.ads.infer import (
+    ParquetScoringActor,
     QuestScorer,
     _row_group_runs,
     default_cpus_per_actor,
@@ -166,6 +169,47 @@ def test_ray_data_scoring_writes_a_file_per_unit_and_matches_the_plain_loop(
     assert list(scored.columns) == list(reference.columns)
     np.testing.assert_array_equal(scored["event_id"], reference["event_id"])
     np.testing.assert_allclose(scored["score"], reference["score"], rtol=1e-5, atol=1e-6)
+
+
+class DiesOnceAfterWritingUnit2(ParquetScoringActor):
+    """Kills its own process right after writing unit 2, once (a marker file remembers)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.marker = self.output_dir.parent / "died-once"
+
+    def __call__(self, units: pa.Table) -> pa.Table:
+        summary = super().__call__(units)
+        if 2 in units["unit"].to_pylist() and not self.marker.exists():
+            self.marker.touch()
+            os._exit(1)  # the unit's file is written, its result never returned
+        return summary
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(240)
+def test_a_scoring_actor_that_dies_mid_pass_is_replaced_and_every_row_is_scored_once(
+        ray_session, small_world: QuestWorld, model_path: Path, tmp_path: Path) -> None:
+    import ray.cloudpickle
+
+    from discord_ml_platform.ads.infer import score_with_ray_data
+
+    # The workers cannot import this test module by name: ship the actor class by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    window = write_window(tmp_path / "data", dt.date(2025, 6, 4), 9_000, seed=small_world.seed, world=small_world,
+                          rows_per_file=4_000, row_group_size=2_000)
+    out = tmp_path / "scored"
+    try:
+        summary = score_with_ray_data(model_path, window, out, batch_size=2_000, concurrency=2,
+                                      actor_class=DiesOnceAfterWritingUnit2)
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert (tmp_path / "died-once").exists()
+    # Ray Data restarted the actor and retried unit 2, which rewrote its own file: no duplicates.
+    assert summary["rows"] == 9_000 and summary["files"] == 5
+    assert sorted(p.name for p in out.iterdir()) == [f"part-0000{i}.parquet" for i in range(5)]
+    scored = pd.read_parquet(out)
+    assert len(scored) == 9_000 and scored["event_id"].is_unique
 
 
 @pytest.mark.ray
