@@ -70,6 +70,17 @@ def ray_environment(auth_mode: str, base: Mapping[str, str] | None = None) -> di
     return env
 
 
+def cluster_process_environment(auth_mode: str, gcs_port: int) -> dict[str, str]:
+    """Environment of a local cluster's own processes: :func:`ray_environment` plus ``RAY_ADDRESS``.
+
+    Every Ray worker inherits it. Ray code that looks for "the" cluster without an address
+    (Ray Train's placement-group cleaner queries the state API that way) otherwise scans the
+    machine's processes and fails with "Found multiple active Ray instances" as soon as a second
+    local cluster runs beside this one.
+    """
+    return {**ray_environment(auth_mode), "RAY_ADDRESS": f"127.0.0.1:{gcs_port}"}
+
+
 def _short_temp_root() -> str:
     # Ray puts Unix sockets under the temp dir (limit 107 bytes); macOS's $TMPDIR is too long.
     return "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
@@ -176,8 +187,8 @@ class LocalBackend:
         temp_dir = Path(tempfile.mkdtemp(prefix="dmp-", dir=self.temp_root))
         log_dir = self.state_dir / "logs" / spec.name
         log_dir.mkdir(parents=True, exist_ok=True)
-        env = ray_environment(self.auth_mode)
         head_ports = dict(zip(_HEAD_PORTS + _NODE_PORTS, free_ports(len(_HEAD_PORTS) + len(_NODE_PORTS))))
+        env = cluster_process_environment(self.auth_mode, head_ports["port"])
         head_cmd = [
             _ray_executable(), "start", "--head", "--block", "--disable-usage-stats",
             "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--include-dashboard", "true",
@@ -339,7 +350,8 @@ class LocalBackend:
                 )
             report("worker-restart", f"worker {index} exited while joining; starting it again", index)
             spec = ClusterSpec.model_validate(record.spec)
-            record.worker_pids[index] = self._start_worker(spec, record, index, ray_environment(record.auth_mode)).pid
+            env = cluster_process_environment(record.auth_mode, record.gcs_port)
+            record.worker_pids[index] = self._start_worker(spec, record, index, env).pid
             self._save(record)
             restarted += 1
         return restarted

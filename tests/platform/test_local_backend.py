@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import urllib.request
 
@@ -12,6 +13,8 @@ import pytest
 from discord_ml_platform.backends import ClusterNotReadyError, PhaseEvent
 from discord_ml_platform.backends.local import LocalBackend
 from discord_ml_platform.backends.processes import is_alive
+from discord_ml_platform.jobs import job_client
+from discord_ml_platform.jobs.client import wait_for_job
 from discord_ml_platform.spec import ClusterSpec
 from discord_ml_platform.spec.labels import OWNER, RUN_ID
 
@@ -46,6 +49,15 @@ def test_cluster_with_a_worker_reaches_ready_reports_phases_and_is_fully_stopped
     backend.delete(handle)  # deleting twice is not an error
 
 
+_FIND_OWN_CLUSTER_FROM_A_TASK = """
+import ray
+from ray.dashboard.utils import get_address_for_submission_client
+
+ray.init()
+print("api server:", ray.get(ray.remote(lambda: get_address_for_submission_client(None)).remote()))
+"""
+
+
 def test_two_clusters_run_side_by_side_on_distinct_ports(shared_cluster):
     backend = LocalBackend()
     spec = ClusterSpec(name="side-by-side", head_memory="1Gi")
@@ -54,6 +66,14 @@ def test_two_clusters_run_side_by_side_on_distinct_ports(shared_cluster):
         endpoints = backend.wait_ready(handle, 180)
         assert endpoints.dashboard_url != shared_cluster.endpoints.dashboard_url
         assert endpoints.gcs_address != shared_cluster.endpoints.gcs_address
+        # Ray code in a task that finds "its" cluster without an address (as Ray Train's
+        # placement-group cleaner does) finds this one, not "multiple active Ray instances".
+        client = job_client(endpoints.dashboard_url)
+        job_id = client.submit_job(entrypoint=f"python -c {shlex.quote(_FIND_OWN_CLUSTER_FROM_A_TASK)}")
+        outcome = wait_for_job(client, job_id, timeout_s=120)
+        logs = client.get_job_logs(job_id)
+        assert outcome.status == "SUCCEEDED", logs
+        assert f"api server: {endpoints.dashboard_url}" in logs
     finally:
         backend.delete(handle)
 
