@@ -64,8 +64,9 @@ def test_a_job_that_fails_once_is_retried_on_a_new_cluster_and_the_step_follows_
     meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     attempts = meta["rayjob_attempts"]
     assert meta["sum_of_squares"] == 0 + 1 and attempts >= 2  # the last attempt's result, via Pipes
-    # The failed attempt's last lines: streamed, or (its cluster is deleted at once) in KubeRay's message.
-    assert any("smoke job failing its first attempt" in m for m in logs)
+    # The failed attempt's last line, its exception: streamed, or (its cluster is deleted at once) in
+    # KubeRay's message, which holds only the job's last 10 log lines (Ray's tail on failure).
+    assert any("RuntimeError: smoke job fails its first attempt" in m for m in logs)
     assert "smoke task 1 -> 1" in logs  # a log line of the attempt that passed, from its own cluster
     assert any("KubeRay retries the job on a new cluster" in m for m in logs)
     assert not any("unexpected message received after closed" in m for m in logs)  # one Pipes session, whole
