@@ -209,38 +209,30 @@ def _score_into_file(scorer: QuestScorer, batches: Iterable[pa.RecordBatch], pat
     return rows
 
 
-def _row_group_runs(
-    path: str, meta: pq.FileMetaData, columns: list[str] | None, min_rows: int
-) -> list[tuple[str, tuple[int, ...], int, int]]:
+def _row_group_runs(meta: pq.FileMetaData, min_rows: int) -> list[tuple[tuple[int, ...], int]]:
     """Consecutive row groups of one file, cut into runs of at least ``min_rows`` rows.
 
     A run closes as soon as it reaches ``min_rows``, so a run is one row group when row groups
     hold ``min_rows`` or more; only a file's last run may be shorter.
 
     Returns:
-        ``(path, row groups, rows, uncompressed bytes of the columns read)`` per run.
+        ``(row groups, rows)`` per run.
     """
-    wanted = None if columns is None else set(columns)
-    runs: list[tuple[str, tuple[int, ...], int, int]] = []
+    runs: list[tuple[tuple[int, ...], int]] = []
     group: list[int] = []
-    rows = size = 0
+    rows = 0
     for i in range(meta.num_row_groups):
-        rg = meta.row_group(i)
         group.append(i)
-        rows += rg.num_rows
-        for c in range(rg.num_columns):
-            chunk = rg.column(c)
-            if wanted is None or chunk.path_in_schema.split(".")[0] in wanted:
-                size += chunk.total_uncompressed_size
+        rows += meta.row_group(i).num_rows
         if rows >= min_rows:
-            runs.append((path, tuple(group), rows, size))
-            group, rows, size = [], 0, 0
+            runs.append((tuple(group), rows))
+            group, rows = [], 0
     if group:
-        runs.append((path, tuple(group), rows, size))
+        runs.append((tuple(group), rows))
     return runs
 
 
-def scoring_units(files: Sequence[str | Path], columns: list[str] | None, batch_size: int) -> list[dict[str, Any]]:
+def scoring_units(files: Sequence[str | Path], batch_size: int) -> list[dict[str, Any]]:
     """The work units of a Ray Data scoring pass: runs of row groups of about ``batch_size`` rows.
 
     Only the files' footers are read (on the caller, no Ray tasks). When the files' row groups
@@ -251,9 +243,14 @@ def scoring_units(files: Sequence[str | Path], columns: list[str] | None, batch_
     Returns:
         One ``{"unit", "path", "row_groups", "rows"}`` per run, ``unit`` numbering them from 0.
     """
-    runs = [run for file in files for run in _row_group_runs(str(file), pq.ParquetFile(str(file)).metadata, columns, batch_size)]
+    runs = [(str(file), groups, rows) for file in files
+            for groups, rows in _row_group_runs(pq.ParquetFile(str(file)).metadata, batch_size)]
     return [{"unit": i, "path": path, "row_groups": list(groups), "rows": rows}
-            for i, (path, groups, rows, _) in enumerate(runs)]
+            for i, (path, groups, rows) in enumerate(runs)]
+
+
+UNIT_OUTPUT_GLOB = "part-*.parquet"
+"""Matches every :func:`unit_output_name`: the files a scoring pass owns in its output directory."""
 
 
 def unit_output_name(unit: int) -> str:
@@ -365,10 +362,10 @@ def score_with_ray_data(
     schema = _feature_schema(model_path)
     # Only the columns scoring reads or writes, as the in-process loop does.
     columns = _columns_to_read(schema, pq.read_schema(files[0]).names)
-    units = scoring_units(files, columns, batch_size)
+    units = scoring_units(files, batch_size)
     out = Path(output_path)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("part-*.parquet"):  # an earlier pass's units (unit_output_name)
+    for stale in out.glob(UNIT_OUTPUT_GLOB):  # an earlier pass's units
         stale.unlink()
     written: list[dict[str, Any]] = []
     if units:

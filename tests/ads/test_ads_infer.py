@@ -119,19 +119,16 @@ def test_row_group_runs(tmp_path: Path) -> None:
     table = pa.table({"a": np.arange(1_000), "b": np.arange(1_000) * 2.0})
     pq.write_table(table, tmp_path / "f.parquet", row_group_size=300)  # 300, 300, 300, 100
     meta = pq.ParquetFile(tmp_path / "f.parquet").metadata
-    runs = _row_group_runs("f", meta, None, 300)
-    assert [(r[1], r[2]) for r in runs] == [((0,), 300), ((1,), 300), ((2,), 300), ((3,), 100)]
+    assert _row_group_runs(meta, 300) == [((0,), 300), ((1,), 300), ((2,), 300), ((3,), 100)]
     # Smaller row groups are joined until a run reaches the wanted rows; the tail may be shorter.
-    assert [(r[1], r[2]) for r in _row_group_runs("f", meta, None, 500)] == [((0, 1), 600), ((2, 3), 400)]
-    # Sizes count only the columns read.
-    assert sum(r[3] for r in _row_group_runs("f", meta, ["a"], 300)) < sum(r[3] for r in runs)
+    assert _row_group_runs(meta, 500) == [((0, 1), 600), ((2, 3), 400)]
 
 
 def test_scoring_units_are_row_group_runs(small_world: QuestWorld, tmp_path: Path) -> None:
     window = write_window(tmp_path / "data", dt.date(2025, 6, 4), 9_000, seed=small_world.seed, world=small_world,
                           rows_per_file=4_000, row_group_size=2_000)
     files = [str(f) for f in parquet_files(window)]
-    units = scoring_units(files, ["event_id"], 2_000)
+    units = scoring_units(files, 2_000)
     # Files of 4000, 4000 and 1000 rows in row groups of 2000: one unit per row group, numbered.
     assert [(u["unit"], u["path"], u["row_groups"], u["rows"]) for u in units] == [
         (0, files[0], [0], 2_000), (1, files[0], [1], 2_000), (2, files[1], [0], 2_000), (3, files[1], [1], 2_000),
