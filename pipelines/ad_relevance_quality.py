@@ -34,21 +34,31 @@ class BaselineConfig(ClusterConfig):
     """The XGBoost baseline run."""
 
     model_name: str = Field(default="ad-relevance", **_MODEL_NAME)  # type: ignore[arg-type]
-    use_ray_trainer: bool = Field(default=False, description="Boost with Ray Train's XGBoostTrainer across workers instead of one Ray task.")
+    use_ray_trainer: bool = Field(
+        default=False, description="Boost with Ray Train's XGBoostTrainer across workers instead of one Ray task."
+    )
     cpus: float = Field(default=1, gt=0, le=96, description="CPUs of the fitting task (or per XGBoostTrainer worker).")
     max_depth: int = Field(default=8, ge=1, le=16, description="Tree depth.")
-    num_boost_round: int = Field(default=2000, ge=1, le=10_000, description="Most boosting rounds (early stopping picks fewer).")
+    num_boost_round: int = Field(
+        default=2000, ge=1, le=10_000, description="Most boosting rounds (early stopping picks fewer)."
+    )
 
 
 class QualityGateConfig(dg.Config):
     """Thresholds of the promotion gate (shared by the checks and the promotion asset)."""
 
     model_name: str = Field(default="ad-relevance", **_MODEL_NAME)  # type: ignore[arg-type]
-    min_gain_over_baseline: float = Field(default=0.0, ge=-1, le=1, description="Candidate AUC must exceed the baseline's by more than this.")
-    max_regression_vs_champion: float = Field(default=0.002, ge=0, le=1, description="Candidate AUC may trail the champion's by at most this.")
+    min_gain_over_baseline: float = Field(
+        default=0.0, ge=-1, le=1, description="Candidate AUC must exceed the baseline's by more than this."
+    )
+    max_regression_vs_champion: float = Field(
+        default=0.002, ge=0, le=1, description="Candidate AUC may trail the champion's by at most this."
+    )
 
 
-def read_gate_inputs(data_root: DataRootResource, model_name: str, partition: str) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+def read_gate_inputs(
+    data_root: DataRootResource, model_name: str, partition: str
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
     """Candidate metrics, baseline metrics and champion metrics (same holdout) of a partition."""
     model_dir = data_root.model_dir(model_name, partition)
     evaluation_file = model_dir / "evaluation.json"
@@ -64,17 +74,34 @@ def _decision(data_root: DataRootResource, config: QualityGateConfig, partition:
     from discord_ml_platform.ads.registry import promotion_decision
 
     candidate, baseline, champion = read_gate_inputs(data_root, config.model_name, partition)
-    return candidate, baseline, champion, promotion_decision(
-        candidate, baseline, champion,
-        min_gain_over_baseline=config.min_gain_over_baseline,
-        max_regression_vs_champion=config.max_regression_vs_champion,
+    return (
+        candidate,
+        baseline,
+        champion,
+        promotion_decision(
+            candidate,
+            baseline,
+            champion,
+            min_gain_over_baseline=config.min_gain_over_baseline,
+            max_regression_vs_champion=config.max_regression_vs_champion,
+        ),
     )
 
 
-@dg.asset(partitions_def=PARTITIONS, group_name=GROUP, deps=[ad_relevance_model], kinds={"ray", "xgboost"},
-          description="XGBoost baseline trained on the same train split as the model, scored on the same holdout.")
-def ad_relevance_baseline(context: dg.AssetExecutionContext, config: BaselineConfig, ray_cluster: RayClusterResource,
-                          pipes_ray: PipesRayJobClient, data_root: DataRootResource) -> Iterator[dg.MaterializeResult]:
+@dg.asset(
+    partitions_def=PARTITIONS,
+    group_name=GROUP,
+    deps=[ad_relevance_model],
+    kinds={"ray", "xgboost"},
+    description="XGBoost baseline trained on the same train split as the model, scored on the same holdout.",
+)
+def ad_relevance_baseline(
+    context: dg.AssetExecutionContext,
+    config: BaselineConfig,
+    ray_cluster: RayClusterResource,
+    pipes_ray: PipesRayJobClient,
+    data_root: DataRootResource,
+) -> Iterator[dg.MaterializeResult]:
     """Fit and evaluate the baseline as a Ray job on the run's cluster."""
     extras = {
         "model_dir": str(data_root.model_dir(config.model_name, context.partition_key)),
@@ -83,17 +110,26 @@ def ad_relevance_baseline(context: dg.AssetExecutionContext, config: BaselineCon
         "cpus": config.cpus,
         "settings": {"max_depth": config.max_depth, "num_boost_round": config.num_boost_round},
     }
-    invocation = yield from pipes_ray.run_workload(context=context, ray_cluster=ray_cluster, extras=extras,
-                                                   spec=_spec_for(context, ray_cluster, config),
-                                                   entrypoint=_python_module("discord_ml_platform.ads.entrypoints.baseline"))
+    invocation = yield from pipes_ray.run_workload(
+        context=context,
+        ray_cluster=ray_cluster,
+        extras=extras,
+        spec=_spec_for(context, ray_cluster, config),
+        entrypoint=_python_module("discord_ml_platform.ads.entrypoints.baseline"),
+    )
     yield invocation.get_materialize_result()
 
 
-@dg.asset_check(asset=ad_relevance_evaluation, blocking=True, partitions_def=PARTITIONS,
-                additional_deps=[ad_relevance_baseline],
-                description="The candidate's holdout AUC is above the XGBoost baseline's (same split).")
-def candidate_beats_baseline(context: dg.AssetCheckExecutionContext, config: QualityGateConfig,
-                             data_root: DataRootResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=ad_relevance_evaluation,
+    blocking=True,
+    partitions_def=PARTITIONS,
+    additional_deps=[ad_relevance_baseline],
+    description="The candidate's holdout AUC is above the XGBoost baseline's (same split).",
+)
+def candidate_beats_baseline(
+    context: dg.AssetCheckExecutionContext, config: QualityGateConfig, data_root: DataRootResource
+) -> dg.AssetCheckResult:
     """Blocks promotion when the neural model does not beat XGBoost."""
     candidate, baseline, _, decision = _decision(data_root, config, context.partition_key)
     return dg.AssetCheckResult(
@@ -107,10 +143,15 @@ def candidate_beats_baseline(context: dg.AssetCheckExecutionContext, config: Qua
     )
 
 
-@dg.asset_check(asset=ad_relevance_evaluation, blocking=True, partitions_def=PARTITIONS,
-                description="The candidate's holdout AUC is not worse than the champion's on the same holdout.")
-def candidate_not_worse_than_champion(context: dg.AssetCheckExecutionContext, config: QualityGateConfig,
-                                      data_root: DataRootResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=ad_relevance_evaluation,
+    blocking=True,
+    partitions_def=PARTITIONS,
+    description="The candidate's holdout AUC is not worse than the champion's on the same holdout.",
+)
+def candidate_not_worse_than_champion(
+    context: dg.AssetCheckExecutionContext, config: QualityGateConfig, data_root: DataRootResource
+) -> dg.AssetCheckResult:
     """Blocks promotion when the candidate regresses against the model in production."""
     candidate, _, champion, decision = _decision(data_root, config, context.partition_key)
     return dg.AssetCheckResult(
@@ -129,11 +170,16 @@ def version_id(partition: str, run_id: str) -> str:
     return f"{partition}-{run_id[:8]}"
 
 
-@dg.asset(partitions_def=PARTITIONS, group_name=GROUP, deps=[ad_relevance_evaluation, ad_relevance_baseline],
-          kinds={"registry"},
-          description="The candidate registered with metrics and lineage, and promoted to champion when the gates pass.")
-def ad_relevance_promotion(context: dg.AssetExecutionContext, config: QualityGateConfig,
-                           data_root: DataRootResource) -> dg.MaterializeResult:
+@dg.asset(
+    partitions_def=PARTITIONS,
+    group_name=GROUP,
+    deps=[ad_relevance_evaluation, ad_relevance_baseline],
+    kinds={"registry"},
+    description="The candidate registered with metrics and lineage, and promoted to champion when the gates pass.",
+)
+def ad_relevance_promotion(
+    context: dg.AssetExecutionContext, config: QualityGateConfig, data_root: DataRootResource
+) -> dg.MaterializeResult:
     """Register the partition's model; promote it when it beats the baseline and the champion."""
     from discord_ml_platform.ads.registry import ModelRegistry
 
@@ -169,17 +215,19 @@ def ad_relevance_promotion(context: dg.AssetExecutionContext, config: QualityGat
     else:
         context.log.warning(f"kept champion {previous.version if previous else None}: {'; '.join(decision.reasons)}")
     champion_now = registry.get_champion(config.model_name)
-    return dg.MaterializeResult(metadata={
-        "version": version.version,
-        "promoted": decision.promote,
-        "champion_version": champion_now.version if champion_now else "",
-        "previous_champion": previous.version if previous else "",
-        "candidate_auc": float(candidate["auc"]),
-        "baseline_auc": float(baseline["auc"]) if baseline else None,
-        "champion_auc_same_holdout": float(champion["auc"]) if champion else None,
-        "reasons": dg.MetadataValue.json(decision.reasons),
-        "registry_path": dg.MetadataValue.path(str(version.path)),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "version": version.version,
+            "promoted": decision.promote,
+            "champion_version": champion_now.version if champion_now else "",
+            "previous_champion": previous.version if previous else "",
+            "candidate_auc": float(candidate["auc"]),
+            "baseline_auc": float(baseline["auc"]) if baseline else None,
+            "champion_auc_same_holdout": float(champion["auc"]) if champion else None,
+            "reasons": dg.MetadataValue.json(decision.reasons),
+            "registry_path": dg.MetadataValue.path(str(version.path)),
+        }
+    )
 
 
 AD_RELEVANCE_QUALITY_ASSETS = [ad_relevance_baseline, ad_relevance_promotion]

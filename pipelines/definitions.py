@@ -12,7 +12,12 @@ import dagster as dg
 
 from pipelines.ad_relevance_quality import AD_RELEVANCE_QUALITY_ASSETS, AD_RELEVANCE_QUALITY_CHECKS
 from pipelines.assets import AD_RELEVANCE_ASSETS, platform_smoke
-from pipelines.jobs import ad_relevance_batch_scoring, ad_relevance_gated_release, ad_relevance_training, platform_smoke_test
+from pipelines.jobs import (
+    ad_relevance_batch_scoring,
+    ad_relevance_gated_release,
+    ad_relevance_training,
+    platform_smoke_test,
+)
 from pipelines.schedules import ad_relevance_daily_retrain
 from pipelines.sensors import new_quests_window_sensor
 from resources import PipesRayJobClient, RayClusterResource

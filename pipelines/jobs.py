@@ -32,7 +32,7 @@ ad_relevance_gated_release = dg.define_asset_job(
     tags={GPU_POOL_TAG: "cpu"},
     config={"ops": {"ad_relevance_scores": {"config": {"model_source": "champion"}}}},
     description="Train, evaluate against the XGBoost baseline and the champion, promote when the gates pass, "
-                "score with the champion.",
+    "score with the champion.",
 )
 
 ad_relevance_batch_scoring = dg.define_asset_job(

@@ -3,7 +3,6 @@
 No `from __future__ import annotations` here: Dagster reads the annotations to find resources.
 """
 
-
 import json
 from datetime import date
 

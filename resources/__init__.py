@@ -3,4 +3,10 @@
 from resources.pipes_ray_job import PipesRayJobClient, RayJobLogMessageReader
 from resources.ray_cluster import RayClusterResource, RunningCluster, cluster_name_for_run
 
-__all__ = ["PipesRayJobClient", "RayClusterResource", "RayJobLogMessageReader", "RunningCluster", "cluster_name_for_run"]
+__all__ = [
+    "PipesRayJobClient",
+    "RayClusterResource",
+    "RayJobLogMessageReader",
+    "RunningCluster",
+    "cluster_name_for_run",
+]

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 import dagster as dg
 
-from discord_ml_platform.backends import ClusterBackend, ClusterInfo
+from discord_ml_platform.backends import ClusterBackend
 from discord_ml_platform.spec.labels import EXPIRES_AT, MANAGED_BY, MANAGED_BY_VALUE, RUN_ID, label_value, parse_expiry
 
 if TYPE_CHECKING:
@@ -41,8 +41,7 @@ if TYPE_CHECKING:
 # KubeRay's label on the RayCluster of a RayJob (value "RayJob"), and the RayJob's name.
 ORIGIN_CRD_LABEL, ORIGIN_NAME_LABEL = "ray.io/originated-from-crd", "ray.io/originated-from-cr-name"
 
-TERMINAL_STATUSES = frozenset({dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
-                               dg.DagsterRunStatus.CANCELED})
+TERMINAL_STATUSES = frozenset({dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED})
 ACTIVE_STATUSES = [s for s in dg.DagsterRunStatus if s not in TERMINAL_STATUSES]
 
 
@@ -70,8 +69,13 @@ class CleanupDecision:
     reason: str
 
 
-def decide(info: Labelled, instance: dg.DagsterInstance, now: datetime,
-           grace_period: timedelta = timedelta(0), active_labels: set[str] | None = None) -> CleanupDecision:
+def decide(
+    info: Labelled,
+    instance: dg.DagsterInstance,
+    now: datetime,
+    grace_period: timedelta = timedelta(0),
+    active_labels: set[str] | None = None,
+) -> CleanupDecision:
     """Decide the fate of one platform-managed cluster or RayJob.
 
     Args:
@@ -88,7 +92,7 @@ def decide(info: Labelled, instance: dg.DagsterInstance, now: datetime,
     run_label = info.labels.get(RUN_ID)
     if not run_label:
         return CleanupDecision(False, "no run id label and not expired")
-    created = info.created_at if info.created_at.tzinfo else info.created_at.replace(tzinfo=timezone.utc)
+    created = info.created_at if info.created_at.tzinfo else info.created_at.replace(tzinfo=UTC)
     if now - created < grace_period:
         return CleanupDecision(False, f"younger than the {grace_period} grace period")
     if run_label in (active_run_labels(instance) if active_labels is None else active_labels):
@@ -114,14 +118,21 @@ class Sweep:
 
     def summary(self) -> str:
         """``checked N <noun>: deleted D [...], kept K, failed F [...]``."""
-        return (f"checked {self.checked} {self.noun}: deleted {len(self.deleted)}"
-                + (f" [{'; '.join(self.deleted)}]" if self.deleted else "")
-                + f", kept {len(self.kept)}"
-                + (f", failed {len(self.failed)} [{', '.join(self.failed)}]" if self.failed else ""))
+        return (
+            f"checked {self.checked} {self.noun}: deleted {len(self.deleted)}"
+            + (f" [{'; '.join(self.deleted)}]" if self.deleted else "")
+            + f", kept {len(self.kept)}"
+            + (f", failed {len(self.failed)} [{', '.join(self.failed)}]" if self.failed else "")
+        )
 
 
-def sweep_clusters(backend: ClusterBackend, context: dg.SensorEvaluationContext, now: datetime,
-                   grace_period: timedelta, delete_timeout_s: float) -> Sweep:
+def sweep_clusters(
+    backend: ClusterBackend,
+    context: dg.SensorEvaluationContext,
+    now: datetime,
+    grace_period: timedelta,
+    delete_timeout_s: float,
+) -> Sweep:
     """Delete the platform's clusters that :func:`decide` condemns; a RayJob's cluster is left to its RayJob."""
     clusters = backend.list({MANAGED_BY: MANAGED_BY_VALUE})
     done = Sweep(f"{backend.name} cluster(s)", len(clusters))
@@ -148,8 +159,14 @@ def sweep_clusters(backend: ClusterBackend, context: dg.SensorEvaluationContext,
     return done
 
 
-def sweep_rayjobs(jobs: KubeRayJobs, context: dg.SensorEvaluationContext, now: datetime,
-                  grace_period: timedelta, *, all_namespaces: bool) -> Sweep:
+def sweep_rayjobs(
+    jobs: KubeRayJobs,
+    context: dg.SensorEvaluationContext,
+    now: datetime,
+    grace_period: timedelta,
+    *,
+    all_namespaces: bool,
+) -> Sweep:
     """Delete the platform's RayJobs that :func:`decide` condemns (KubeRay deletes their clusters)."""
     rayjobs = jobs.list({MANAGED_BY: MANAGED_BY_VALUE}, all_namespaces=all_namespaces)
     done = Sweep("RayJob(s)", len(rayjobs))
@@ -227,7 +244,7 @@ def build_cluster_cleanup_sensor(
     )
     def cleanup_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         backend = factory()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         summary = sweep_clusters(backend, context, now, grace_period, delete_timeout_s).summary()
         found = rayjobs_of(backend) if sweep_rayjobs_too else None
         if found is not None:

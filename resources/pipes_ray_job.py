@@ -10,7 +10,6 @@ logged as it arrives.
 
 from __future__ import annotations
 
-import logging
 import queue
 import time
 import warnings
@@ -66,8 +65,13 @@ class PipesLogLines:
     arrive, and the last ``tail`` of them are kept for the failure message.
     """
 
-    def __init__(self, context: dg.AssetExecutionContext | dg.OpExecutionContext, handler: PipesMessageHandler,
-                 asset_key: dg.AssetKey | None, tail: int) -> None:
+    def __init__(
+        self,
+        context: dg.AssetExecutionContext | dg.OpExecutionContext,
+        handler: PipesMessageHandler,
+        asset_key: dg.AssetKey | None,
+        tail: int,
+    ) -> None:
         self.context = context
         self.handler = handler
         self.asset_key = asset_key
@@ -85,8 +89,12 @@ class PipesLogLines:
                 self.context.log.info(line)
             return
         payload = (message.get("params") or {}).get("payload")
-        if message.get("method") == "report_custom_message" and isinstance(payload, dict) \
-                and payload.get("kind") == EPOCH_METRICS and self.asset_key is not None:
+        if (
+            message.get("method") == "report_custom_message"
+            and isinstance(payload, dict)
+            and payload.get("kind") == EPOCH_METRICS
+            and self.asset_key is not None
+        ):
             metrics = {k: v for k, v in payload.items() if k != "kind" and isinstance(v, (int, float, str))}
             self.context.log.info(f"epoch metrics: {metrics}")
             self.observations.put(dg.AssetObservation(asset_key=self.asset_key, metadata=metrics))
@@ -132,8 +140,9 @@ class PipesRayJobClient(dg.PipesClient, dg.ConfigurableResource):
         extras: dict[str, Any] | None = None,
     ) -> dg.PipesClientCompletedInvocation:
         """Run the job to completion; epoch observations are logged at the end."""
-        events = self.stream(context=context, cluster=cluster, entrypoint=entrypoint,
-                             runtime_env=runtime_env, extras=extras)
+        events = self.stream(
+            context=context, cluster=cluster, entrypoint=entrypoint, runtime_env=runtime_env, extras=extras
+        )
         while True:
             try:
                 context.log_event(next(events))
@@ -224,8 +233,18 @@ class PipesRayJobClient(dg.PipesClient, dg.ConfigurableResource):
         """Like :meth:`stream`, but as a KubeRay RayJob that owns its cluster (see ``resources.rayjob_mode``)."""
         from resources.rayjob_mode import run_rayjob
 
-        return (yield from run_rayjob(self, context=context, ray_cluster=ray_cluster, spec=spec, entrypoint=entrypoint,
-                                      runtime_env=runtime_env, extras=extras, asset_key=asset_key))
+        return (
+            yield from run_rayjob(
+                self,
+                context=context,
+                ray_cluster=ray_cluster,
+                spec=spec,
+                entrypoint=entrypoint,
+                runtime_env=runtime_env,
+                extras=extras,
+                asset_key=asset_key,
+            )
+        )
 
     def run_workload(
         self,
@@ -245,12 +264,28 @@ class PipesRayJobClient(dg.PipesClient, dg.ConfigurableResource):
         cluster KubeRay creates for this job alone and deletes after it (:meth:`run_rayjob`).
         """
         if ray_cluster.mode == "rayjob":
-            return (yield from self.run_rayjob(context=context, ray_cluster=ray_cluster, spec=spec,
-                                               entrypoint=entrypoint, runtime_env=runtime_env, extras=extras,
-                                               asset_key=asset_key))
+            return (
+                yield from self.run_rayjob(
+                    context=context,
+                    ray_cluster=ray_cluster,
+                    spec=spec,
+                    entrypoint=entrypoint,
+                    runtime_env=runtime_env,
+                    extras=extras,
+                    asset_key=asset_key,
+                )
+            )
         cluster = ray_cluster.get_cluster(context, spec)
-        return (yield from self.stream(context=context, cluster=cluster, entrypoint=entrypoint,
-                                       runtime_env=runtime_env, extras=extras, asset_key=asset_key))
+        return (
+            yield from self.stream(
+                context=context,
+                cluster=cluster,
+                entrypoint=entrypoint,
+                runtime_env=runtime_env,
+                extras=extras,
+                asset_key=asset_key,
+            )
+        )
 
 
 __all__ = ["EPOCH_METRICS", "PipesLogLines", "PipesRayJobClient", "RayJobLogMessageReader", "pipes_runtime_env"]

@@ -83,24 +83,32 @@ class RayClusterResource(dg.ConfigurableResource):
     )
     namespace: str = Field(default="ray", description="Kubernetes namespace for KubeRay clusters.")
     ray_auth_mode: str = Field(default="disabled", description="RAY_AUTH_MODE for the cluster and every client.")
-    ready_timeout_s: float = Field(default=600, gt=0, le=7200, description="Seconds to wait for the cluster to be ready.")
+    ready_timeout_s: float = Field(
+        default=600, gt=0, le=7200, description="Seconds to wait for the cluster to be ready."
+    )
     local_state_dir: str | None = Field(
         default=None, description="Local backend: where cluster records and logs go (default ~/.dmp/local-clusters)."
     )
-    kubeconfig: str | None = Field(default=None, description="KubeRay backend: kubeconfig path (default: in-cluster or ~/.kube/config).")
+    kubeconfig: str | None = Field(
+        default=None, description="KubeRay backend: kubeconfig path (default: in-cluster or ~/.kube/config)."
+    )
     kube_context: str | None = Field(default=None, description="KubeRay backend: kubeconfig context.")
     image: str | None = Field(default=None, description="Ray image for KubeRay pods (default: the spec's).")
     owner: str | None = Field(default=None, description="Owner label (default: the run's user tag or $USER).")
     team: str = Field(default="ml-platform", description="Team label for cost attribution.")
-    ttl_hours: float = Field(default=8, gt=0, le=168, description="Expiry after which the sweeper deletes a leaked cluster.")
+    ttl_hours: float = Field(
+        default=8, gt=0, le=168, description="Expiry after which the sweeper deletes a leaked cluster."
+    )
     mode: Literal["raycluster", "rayjob"] = Field(
         default="raycluster",
         description="'raycluster': the run creates a cluster, runs its jobs on it and deletes it at the end. "
-                    "'rayjob' (kuberay backend): each workload is a KubeRay RayJob whose cluster KubeRay creates "
-                    "and deletes, even if this process dies. See docs/rayjob-mode.md.",
+        "'rayjob' (kuberay backend): each workload is a KubeRay RayJob whose cluster KubeRay creates "
+        "and deletes, even if this process dies. See docs/rayjob-mode.md.",
     )
-    rayjob: RayJobOptions = Field(default_factory=RayJobOptions,
-                                  description="RayJob mode: shutdown, TTL, deadline, retries, what termination does.")
+    rayjob: RayJobOptions = Field(
+        default_factory=RayJobOptions,
+        description="RayJob mode: shutdown, TTL, deadline, retries, what termination does.",
+    )
 
     _clusters: dict[str, RunningCluster] = PrivateAttr(default_factory=dict)
     _log: Any = PrivateAttr(default=None)
@@ -111,8 +119,11 @@ class RayClusterResource(dg.ConfigurableResource):
         if self.backend == "local":
             from pathlib import Path
 
-            return get_backend("local", state_dir=Path(self.local_state_dir) if self.local_state_dir else None,
-                               auth_mode=self.ray_auth_mode)
+            return get_backend(
+                "local",
+                state_dir=Path(self.local_state_dir) if self.local_state_dir else None,
+                auth_mode=self.ray_auth_mode,
+            )
         # Namespace-scoped: the run pods' Role grants list/watch in the Ray namespace only.
         return get_backend("kuberay", kubeconfig=self.kubeconfig, context=self.kube_context, namespace=self.namespace)
 
@@ -145,15 +156,19 @@ class RayClusterResource(dg.ConfigurableResource):
         values.update(fields)
         return ClusterSpec.model_validate(values)
 
-    def get_cluster(self, context: dg.AssetExecutionContext | dg.OpExecutionContext, spec: ClusterSpec) -> RunningCluster:
+    def get_cluster(
+        self, context: dg.AssetExecutionContext | dg.OpExecutionContext, spec: ClusterSpec
+    ) -> RunningCluster:
         """Return the run's cluster named ``spec.name``, creating it and waiting until ready if needed."""
         if spec.name in self._clusters:
             return self._clusters[spec.name]
         backend = self.build_backend()
         log = context.log
         requested = time.time()
-        log.info(f"requesting {self.backend} Ray cluster {spec.name}: {spec.workers} worker(s) of "
-                 f"{spec.gpu_type} x{spec.gpus_per_worker}, {spec.cpus_per_worker} CPU, {spec.memory_per_worker}")
+        log.info(
+            f"requesting {self.backend} Ray cluster {spec.name}: {spec.workers} worker(s) of "
+            f"{spec.gpu_type} x{spec.gpus_per_worker}, {spec.cpus_per_worker} CPU, {spec.memory_per_worker}"
+        )
         phases: list[PhaseEvent] = []
 
         def on_phase(event: PhaseEvent) -> None:
@@ -162,8 +177,9 @@ class RayClusterResource(dg.ConfigurableResource):
 
         handle = backend.create(spec)
         # Registered before waiting, so teardown deletes it even if waiting fails or is interrupted.
-        cluster = RunningCluster(spec, handle, ClusterEndpoints("", ""), self.backend, self.ray_auth_mode,
-                                 requested, requested, phases)
+        cluster = RunningCluster(
+            spec, handle, ClusterEndpoints("", ""), self.backend, self.ray_auth_mode, requested, requested, phases
+        )
         self._clusters[spec.name] = cluster
         cluster.endpoints = backend.wait_ready(handle, self.ready_timeout_s, on_phase)
         cluster.ready_at = time.time()

@@ -42,19 +42,27 @@ class RayJobOptions(dg.Config):
     the job, kept a short while for its logs, and a job cannot run forever."""
 
     shutdown_after_job_finishes: bool = Field(
-        default=True, description="Delete the cluster after the job ends (after ttl_seconds_after_finished).")
+        default=True, description="Delete the cluster after the job ends (after ttl_seconds_after_finished)."
+    )
     ttl_seconds_after_finished: int = Field(
-        default=60, ge=0, le=86400,
-        description="Seconds the finished job's cluster is kept (its logs stay readable) before KubeRay deletes it.")
+        default=60,
+        ge=0,
+        le=86400,
+        description="Seconds the finished job's cluster is kept (its logs stay readable) before KubeRay deletes it.",
+    )
     active_deadline_seconds: int | None = Field(
-        default=6 * 3600, ge=1, le=7 * 86400,
+        default=6 * 3600,
+        ge=1,
+        le=7 * 86400,
         description="KubeRay stops the job and fails the RayJob (DeadlineExceeded) after this many seconds; "
-                    "None for no deadline.")
+        "None for no deadline.",
+    )
     backoff_limit: int = Field(default=0, ge=0, le=100, description="Retries of the whole job, each on a new cluster.")
     on_terminate: Literal["delete", "suspend"] = Field(
         default="delete",
         description="What ending the step early does to the RayJob: 'delete' it (and its cluster) or 'suspend' it "
-                    "(KubeRay stops the job and deletes the cluster, the RayJob stays for inspection).")
+        "(KubeRay stops the job and deletes the cluster, the RayJob stays for inspection).",
+    )
 
 
 def rayjob_name(spec: ClusterSpec, step_key: str) -> str:
@@ -92,7 +100,9 @@ def run_rayjob(
     from resources.pipes_ray_job import PipesLogLines, RayJobLogMessageReader, pipes_runtime_env
 
     if ray_cluster.backend != "kuberay":
-        raise dg.Failure(f"mode='rayjob' needs backend='kuberay' (KubeRay runs the RayJob); got {ray_cluster.backend!r}")
+        raise dg.Failure(
+            f"mode='rayjob' needs backend='kuberay' (KubeRay runs the RayJob); got {ray_cluster.backend!r}"
+        )
     options = ray_cluster.rayjob
     name = rayjob_name(spec, f"{context.run_id}/{_step_key(context)}")
     spec = spec.model_copy(update={"name": name})
@@ -103,21 +113,28 @@ def run_rayjob(
     jobs = KubeRayJobs(ray_cluster.kubeconfig, ray_cluster.kube_context, namespace=spec.namespace)
     started = time.time()
     try:
-        with dg.open_pipes_session(context=context, context_injector=dg.PipesEnvContextInjector(),
-                                   message_reader=reader, extras=extras) as session:
+        with dg.open_pipes_session(
+            context=context, context_injector=dg.PipesEnvContextInjector(), message_reader=reader, extras=extras
+        ) as session:
             assert reader.handler is not None
             lines = PipesLogLines(context, reader.handler, asset_key, client.log_tail_on_failure)
             job_id = rayjob_submission_id(name)
             manifest = jobs.render(
-                spec, entrypoint=entrypoint, runtime_env=pipes_runtime_env(session, runtime_env),
-                submission_id=job_id, job_metadata={"dagster_run_id": context.run_id, "rayjob": name},
+                spec,
+                entrypoint=entrypoint,
+                runtime_env=pipes_runtime_env(session, runtime_env),
+                submission_id=job_id,
+                job_metadata={"dagster_run_id": context.run_id, "rayjob": name},
                 shutdown_after_job_finishes=options.shutdown_after_job_finishes,
                 ttl_seconds_after_finished=options.ttl_seconds_after_finished,
-                active_deadline_seconds=options.active_deadline_seconds, backoff_limit=options.backoff_limit,
+                active_deadline_seconds=options.active_deadline_seconds,
+                backoff_limit=options.backoff_limit,
             )
             jobs.create(manifest)
-            log.info(f"created RayJob {spec.namespace}/{name} (Ray job {job_id}): {entrypoint}; KubeRay creates its "
-                     f"cluster and deletes it {options.ttl_seconds_after_finished}s after the job ends")
+            log.info(
+                f"created RayJob {spec.namespace}/{name} (Ray job {job_id}): {entrypoint}; KubeRay creates its "
+                f"cluster and deletes it {options.ttl_seconds_after_finished}s after the job ends"
+            )
             logs = AttemptLogs(lines.on_line, ray_cluster.ray_auth_mode, log)
             try:
                 state = yield from _follow(jobs, name, client, options, log, logs, lines)
@@ -129,11 +146,16 @@ def run_rayjob(
             if not state.succeeded:
                 raise dg.Failure(
                     description=f"RayJob {spec.namespace}/{name} {state.deployment_status or 'gone'}"
-                                f"{' (' + state.reason + ')' if state.reason else ''}: "
-                                f"{state.message or 'the RayJob was deleted before it finished'}",
-                    metadata={"rayjob": name, "ray_job_id": job_id, "reason": state.reason,
-                              "job_status": state.job_status, "failed_attempts": state.failed_attempts,
-                              "last_log_lines": lines.tail()},
+                    f"{' (' + state.reason + ')' if state.reason else ''}: "
+                    f"{state.message or 'the RayJob was deleted before it finished'}",
+                    metadata={
+                        "rayjob": name,
+                        "ray_job_id": job_id,
+                        "reason": state.reason,
+                        "job_status": state.job_status,
+                        "failed_attempts": state.failed_attempts,
+                        "last_log_lines": lines.tail(),
+                    },
                 )
     finally:
         jobs.close()
@@ -157,8 +179,15 @@ def run_rayjob(
     return dg.PipesClientCompletedInvocation(session, metadata=metadata)
 
 
-def _follow(jobs: KubeRayJobs, name: str, client: PipesRayJobClient, options: RayJobOptions, log: Any,
-            logs: AttemptLogs, lines: PipesLogLines) -> Generator[dg.AssetObservation, None, RayJobState]:
+def _follow(
+    jobs: KubeRayJobs,
+    name: str,
+    client: PipesRayJobClient,
+    options: RayJobOptions,
+    log: Any,
+    logs: AttemptLogs,
+    lines: PipesLogLines,
+) -> Generator[dg.AssetObservation, None, RayJobState]:
     """Poll the RayJob to its end: log phases and retries, follow each attempt's logs, yield observations.
 
     Raises:
@@ -177,9 +206,11 @@ def _follow(jobs: KubeRayJobs, name: str, client: PipesRayJobClient, options: Ra
             _log_phase(log, state)
         if state.failed_attempts > failures and not state.finished:
             failures = state.failed_attempts
-            log.warning(f"rayjob {name}: attempt {failures} of {options.backoff_limit + 1} failed"
-                        f"{' (' + state.reason + ')' if state.reason else ''}; KubeRay retries the job on a new "
-                        "cluster")
+            log.warning(
+                f"rayjob {name}: attempt {failures} of {options.backoff_limit + 1} failed"
+                f"{' (' + state.reason + ')' if state.reason else ''}; KubeRay retries the job on a new "
+                "cluster"
+            )
         logs.update(state)
         yield from lines.drain()
         if time.monotonic() > deadline:
@@ -224,8 +255,9 @@ class AttemptLogs:
             return
         self._end_attempt(superseded=True)  # a new attempt whose Retrying fell between two polls
         try:
-            self._follower = LogFollower(job_client(state.dashboard_url, self._auth_mode), state.job_id,
-                                         self._line).start()
+            self._follower = LogFollower(
+                job_client(state.dashboard_url, self._auth_mode), state.job_id, self._line
+            ).start()
         except Exception as err:  # dashboard busy or already gone (short job, short TTL): next poll
             self._log.warning(f"cannot follow the logs of Ray job {state.job_id} yet: {err}")
             return
@@ -259,8 +291,10 @@ class AttemptLogs:
             with self._lock:
                 closed, self._closed = self._closed, None
             if closed is not None:
-                self._log.warning(f"attempt {self.attempts} of the RayJob failed: {_closed_error(closed)}; "
-                                  "KubeRay retries it on a new cluster")
+                self._log.warning(
+                    f"attempt {self.attempts} of the RayJob failed: {_closed_error(closed)}; "
+                    "KubeRay retries it on a new cluster"
+                )
 
 
 def _closed_error(line: str) -> str:
@@ -274,10 +308,12 @@ def _closed_error(line: str) -> str:
 def _log_phase(log: Any, state: RayJobState) -> None:
     """One event-log line per change of ``(jobDeploymentStatus, jobStatus)``."""
     deployment, job = state.phase()
-    log.info(f"rayjob {state.name} [{deployment}] job {job}"
-             + (f" ({state.reason})" if state.reason else "")
-             + (f" cluster {state.cluster_name}" if state.cluster_name else "")
-             + (f": {state.message}" if state.message else ""))
+    log.info(
+        f"rayjob {state.name} [{deployment}] job {job}"
+        + (f" ({state.reason})" if state.reason else "")
+        + (f" cluster {state.cluster_name}" if state.cluster_name else "")
+        + (f": {state.message}" if state.message else "")
+    )
 
 
 def _step_key(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:

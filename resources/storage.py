@@ -17,7 +17,9 @@ def default_data_root() -> str:
 class DataRootResource(dg.ConfigurableResource):
     """The storage root shared by the Dagster process and the Ray cluster."""
 
-    path: str = Field(default_factory=default_data_root, description="Root directory (or mount) for windows, models and scores.")
+    path: str = Field(
+        default_factory=default_data_root, description="Root directory (or mount) for windows, models and scores."
+    )
 
     @property
     def root(self) -> Path:

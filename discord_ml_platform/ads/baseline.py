@@ -98,7 +98,11 @@ class TargetEncoder:
     @staticmethod
     def _stats(keys: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         uniq, inverse = np.unique(keys, return_inverse=True)
-        return uniq, np.bincount(inverse, weights=labels, minlength=len(uniq)), np.bincount(inverse, minlength=len(uniq)).astype(np.float64)
+        return (
+            uniq,
+            np.bincount(inverse, weights=labels, minlength=len(uniq)),
+            np.bincount(inverse, minlength=len(uniq)).astype(np.float64),
+        )
 
     def fit_key(self, name: str, keys: np.ndarray, labels: np.ndarray) -> None:
         """Learn the statistics of one feature."""
@@ -115,11 +119,13 @@ class TargetEncoder:
 
     def to_json(self) -> str:
         """Serialise (keys, sums, counts as lists)."""
-        return json.dumps({
-            "prior": self.prior,
-            "smoothing": self.smoothing,
-            "tables": {k: [u.tolist(), s.tolist(), c.tolist()] for k, (u, s, c) in self.tables.items()},
-        })
+        return json.dumps(
+            {
+                "prior": self.prior,
+                "smoothing": self.smoothing,
+                "tables": {k: [u.tolist(), s.tolist(), c.tolist()] for k, (u, s, c) in self.tables.items()},
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> TargetEncoder:
@@ -232,7 +238,9 @@ class BaselineModel:
         out.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(out / BASELINE_MODEL))
         (out / BASELINE_ENCODER).write_text(self.encoder.to_json())
-        (out / "settings.json").write_text(json.dumps({**self.settings.model_dump(), "best_iteration": self.best_iteration}))
+        (out / "settings.json").write_text(
+            json.dumps({**self.settings.model_dump(), "best_iteration": self.best_iteration})
+        )
         return out
 
     @classmethod

@@ -172,7 +172,9 @@ def frame_segments(frame: object) -> dict[str, np.ndarray]:
     return segments
 
 
-def evaluate_frame(frame: object, preds: np.ndarray, label_column: str = "label", truth_column: str = "true_prob") -> dict[str, float]:
+def evaluate_frame(
+    frame: object, preds: np.ndarray, label_column: str = "label", truth_column: str = "true_prob"
+) -> dict[str, float]:
     """:func:`evaluate_predictions` plus :func:`segment_metrics` over :func:`frame_segments`.
 
     Args:

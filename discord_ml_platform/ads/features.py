@@ -43,7 +43,7 @@ def _is_arrow(column: Column) -> bool:
     return isinstance(column, (pa.Array, pa.ChunkedArray))
 
 
-def _numeric(column: Column, dtype: type[np.generic], fill: float | int) -> np.ndarray:
+def _numeric(column: Column, dtype: type[np.generic], fill: float) -> np.ndarray:
     """``column`` as a numpy array of ``dtype``, nulls replaced by ``fill``."""
     if _is_arrow(column):
         if column.null_count:
@@ -119,7 +119,9 @@ class EncodedFrame:
     dense: np.ndarray
     labels: np.ndarray | None
 
-    def batch(self, rows: np.ndarray | None = None, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    def batch(
+        self, rows: np.ndarray | None = None, device: torch.device | str | None = None
+    ) -> dict[str, torch.Tensor]:
         """Tensors of the given rows (all rows by default).
 
         Args:

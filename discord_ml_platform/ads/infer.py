@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 SCORE_COLUMN = "score"
 
+
 class QuestScorer:
     """Loads a saved :class:`~discord_ml_platform.ads.model.QuestRanker` and scores batches.
 
@@ -174,8 +175,9 @@ def score_in_process(
     def batches() -> Iterator[pa.RecordBatch]:
         for file in parquet_files(input_path):
             parquet = pq.ParquetFile(file)
-            yield from parquet.iter_batches(batch_size=batch_size,
-                                            columns=_columns_to_read(scorer.schema, parquet.schema_arrow.names))
+            yield from parquet.iter_batches(
+                batch_size=batch_size, columns=_columns_to_read(scorer.schema, parquet.schema_arrow.names)
+            )
 
     rows = _score_into_file(scorer, batches(), out)
     seconds = time.perf_counter() - started
@@ -243,10 +245,15 @@ def scoring_units(files: Sequence[str | Path], batch_size: int) -> list[dict[str
     Returns:
         One ``{"unit", "path", "row_groups", "rows"}`` per run, ``unit`` numbering them from 0.
     """
-    runs = [(str(file), groups, rows) for file in files
-            for groups, rows in _row_group_runs(pq.ParquetFile(str(file)).metadata, batch_size)]
-    return [{"unit": i, "path": path, "row_groups": list(groups), "rows": rows}
-            for i, (path, groups, rows) in enumerate(runs)]
+    runs = [
+        (str(file), groups, rows)
+        for file in files
+        for groups, rows in _row_group_runs(pq.ParquetFile(str(file)).metadata, batch_size)
+    ]
+    return [
+        {"unit": i, "path": path, "row_groups": list(groups), "rows": rows}
+        for i, (path, groups, rows) in enumerate(runs)
+    ]
 
 
 UNIT_OUTPUT_GLOB = "part-*.parquet"
@@ -274,8 +281,9 @@ class ParquetScoringActor:
         torch_threads: Intra-op threads (one per reserved CPU).
     """
 
-    def __init__(self, model_path: str, output_dir: str, columns: list[str], batch_size: int,
-                 torch_threads: int = 1) -> None:
+    def __init__(
+        self, model_path: str, output_dir: str, columns: list[str], batch_size: int, torch_threads: int = 1
+    ) -> None:
         self.scorer = QuestScorer(model_path, torch_threads=torch_threads, max_rows_per_forward=batch_size)
         self.output_dir = Path(output_dir)
         self.columns = columns
@@ -284,14 +292,18 @@ class ParquetScoringActor:
     def __call__(self, units: pa.Table) -> pa.Table:
         """Score the units in ``units`` (rows of :func:`scoring_units`); one summary row each."""
         files, rows = [], []
-        for unit, path, row_groups in zip(units["unit"].to_pylist(), units["path"].to_pylist(),
-                                          units["row_groups"].to_pylist(), strict=True):
-            batches = pq.ParquetFile(path).iter_batches(batch_size=self.batch_size, row_groups=row_groups,
-                                                        columns=self.columns)
+        for unit, path, row_groups in zip(
+            units["unit"].to_pylist(), units["path"].to_pylist(), units["row_groups"].to_pylist(), strict=True
+        ):
+            batches = pq.ParquetFile(path).iter_batches(
+                batch_size=self.batch_size, row_groups=row_groups, columns=self.columns
+            )
             out = self.output_dir / unit_output_name(unit)
             rows.append(_score_into_file(self.scorer, batches, out))
             files.append(str(out))
-        return pa.table({"unit": units["unit"], "file": pa.array(files, pa.string()), "rows": pa.array(rows, pa.int64())})
+        return pa.table(
+            {"unit": units["unit"], "file": pa.array(files, pa.string()), "rows": pa.array(rows, pa.int64())}
+        )
 
 
 def default_cpus_per_actor(concurrency: int, cluster_cpus: float) -> float:
@@ -353,8 +365,10 @@ def score_with_ray_data(
     if concurrency < 1:
         raise ValueError(f"concurrency (scoring actors) must be at least 1, got {concurrency}")
     if num_gpus_per_actor < 0 or (num_cpus_per_actor is not None and num_cpus_per_actor <= 0):
-        raise ValueError("num_cpus_per_actor must be positive and num_gpus_per_actor not negative, got "
-                         f"{num_cpus_per_actor} and {num_gpus_per_actor}")
+        raise ValueError(
+            "num_cpus_per_actor must be positive and num_gpus_per_actor not negative, got "
+            f"{num_cpus_per_actor} and {num_gpus_per_actor}"
+        )
     started = time.perf_counter()
     if num_cpus_per_actor is None:
         num_cpus_per_actor = default_cpus_per_actor(concurrency, ray.cluster_resources().get("CPU", 0))
@@ -371,8 +385,13 @@ def score_with_ray_data(
     if units:
         summary = ray.data.from_items(units, override_num_blocks=len(units)).map_batches(
             actor_class,
-            fn_constructor_kwargs={"model_path": str(model_path), "output_dir": str(out), "columns": columns,
-                                   "batch_size": batch_size, "torch_threads": max(1, int(num_cpus_per_actor))},
+            fn_constructor_kwargs={
+                "model_path": str(model_path),
+                "output_dir": str(out),
+                "columns": columns,
+                "batch_size": batch_size,
+                "torch_threads": max(1, int(num_cpus_per_actor)),
+            },
             batch_size=1,  # one unit per call: units spread over the pool one at a time
             batch_format="pyarrow",
             # An explicit actor pool (``concurrency=`` for classes is deprecated in Ray 2.60).
@@ -383,6 +402,10 @@ def score_with_ray_data(
         written = summary.take_all()
     rows = sum(int(w["rows"]) for w in written)
     seconds = time.perf_counter() - started
-    return {"rows": rows, "files": len(written), "output_path": str(out), "seconds": seconds,
-            "rows_per_second": rows / max(seconds, 1e-9)}
-
+    return {
+        "rows": rows,
+        "files": len(written),
+        "output_path": str(out),
+        "seconds": seconds,
+        "rows_per_second": rows / max(seconds, 1e-9),
+    }

@@ -30,12 +30,18 @@ class RankerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    embedding_dim: int = Field(default=16, ge=2, le=1024, description="Width of every embedding and of the bottom MLP output.")
+    embedding_dim: int = Field(
+        default=16, ge=2, le=1024, description="Width of every embedding and of the bottom MLP output."
+    )
     bottom_mlp: tuple[int, ...] = Field(default=(32,), description="Hidden sizes of the dense-feature MLP.")
     top_mlp: tuple[int, ...] = Field(default=(64, 32), description="Hidden sizes of the MLP after the interaction.")
-    interaction: Literal["dot", "dcn"] = Field(default="dot", description="Pairwise dot products (DLRM) or DCN-v2 cross layers.")
+    interaction: Literal["dot", "dcn"] = Field(
+        default="dot", description="Pairwise dot products (DLRM) or DCN-v2 cross layers."
+    )
     cross_layers: int = Field(default=2, ge=1, le=8, description="DCN-v2 cross layers (interaction='dcn').")
-    cross_rank: int | None = Field(default=None, ge=1, description="Low-rank DCN-v2 cross weights; full rank when unset.")
+    cross_rank: int | None = Field(
+        default=None, ge=1, description="Low-rank DCN-v2 cross weights; full rank when unset."
+    )
     bag_mode: Literal["mean", "sum"] = Field(default="mean", description="Pooling of multi-hot features.")
     init_std: float = Field(default=0.05, gt=0, description="Std of the normal init of embedding rows.")
     feature_schema: FeatureSchema = Field(

@@ -148,12 +148,15 @@ class ModelRegistry:
         staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=self._ensure(model)))
         try:
             shutil.copytree(model_path, staging / "model")
-            created = dt.datetime.now(dt.timezone.utc).isoformat()
+            created = dt.datetime.now(dt.UTC).isoformat()
             lineage = {"code_version": code_version(), **lineage}
-            (staging / VERSION_FILE).write_text(json.dumps(
-                {"model": model, "version": version, "metrics": metrics, "lineage": lineage, "created_at": created},
-                indent=2, default=str,
-            ))
+            (staging / VERSION_FILE).write_text(
+                json.dumps(
+                    {"model": model, "version": version, "metrics": metrics, "lineage": lineage, "created_at": created},
+                    indent=2,
+                    default=str,
+                )
+            )
             if target.exists():
                 shutil.rmtree(target)
             os.replace(staging, target)
@@ -178,7 +181,9 @@ class ModelRegistry:
         if not meta_file.is_file():
             raise KeyError(f"{model} has no version {version}")
         meta = json.loads(meta_file.read_text())
-        return ModelVersion(model, version, path, meta.get("metrics", {}), meta.get("lineage", {}), meta.get("created_at", ""))
+        return ModelVersion(
+            model, version, path, meta.get("metrics", {}), meta.get("lineage", {}), meta.get("created_at", "")
+        )
 
     def versions(self, model: str) -> list[ModelVersion]:
         """All versions of ``model``, oldest first."""
@@ -206,9 +211,11 @@ class ModelRegistry:
         history: list[dict[str, Any]] = []
         if pointer.is_file():
             history = json.loads(pointer.read_text()).get("history", [])
-        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        now = dt.datetime.now(dt.UTC).isoformat()
         history.append({"version": version, "promoted_at": now, "reason": reason})
-        _write_json_atomic(pointer, {"version": version, "promoted_at": now, "reason": reason, "history": history[-100:]})
+        _write_json_atomic(
+            pointer, {"version": version, "promoted_at": now, "reason": reason, "history": history[-100:]}
+        )
         return candidate
 
 
@@ -243,14 +250,18 @@ def promotion_decision(
     else:
         gain = value - float(baseline[metric])
         checks["beats_baseline"] = gain > min_gain_over_baseline
-        reasons.append(f"{metric} {value:.4f} vs baseline {float(baseline[metric]):.4f} ({gain:+.4f}, need > {min_gain_over_baseline:+.4f})")
+        reasons.append(
+            f"{metric} {value:.4f} vs baseline {float(baseline[metric]):.4f} ({gain:+.4f}, need > {min_gain_over_baseline:+.4f})"
+        )
     if champion is None or metric not in champion:
         checks["not_worse_than_champion"] = True
         reasons.append("no champion yet")
     else:
         delta = value - float(champion[metric])
         checks["not_worse_than_champion"] = delta >= -max_regression_vs_champion
-        reasons.append(f"{metric} {value:.4f} vs champion {float(champion[metric]):.4f} ({delta:+.4f}, allowed >= {-max_regression_vs_champion:+.4f})")
+        reasons.append(
+            f"{metric} {value:.4f} vs champion {float(champion[metric]):.4f} ({delta:+.4f}, allowed >= {-max_regression_vs_champion:+.4f})"
+        )
     return PromotionDecision(all(checks.values()), reasons, checks)
 
 

@@ -84,7 +84,9 @@ class FeatureSchema(BaseModel):
     tables: tuple[EmbeddingTable, ...] = Field(description="Embedding tables.")
     sparse: tuple[SparseFeature, ...] = Field(description="Categorical features.")
     dense: tuple[DenseFeature, ...] = Field(description="Numeric features.")
-    match: tuple[MatchFeature, ...] = Field(default=(), description="0/1 'id in list' cross features, after the dense ones.")
+    match: tuple[MatchFeature, ...] = Field(
+        default=(), description="0/1 'id in list' cross features, after the dense ones."
+    )
 
     @model_validator(mode="after")
     def _tables_exist(self) -> FeatureSchema:

@@ -180,12 +180,20 @@ class ShardedEmbeddingCollection(nn.Module):
         # Features that have a shard on each rank, in feature order: the slots of that rank's
         # partial outputs.
         self.slots_on = [
-            [i for i, (_, table, _) in enumerate(self.features) if any(s.rank == r and s.rows > 0 for s in plan.shards[table])]
+            [
+                i
+                for i, (_, table, _) in enumerate(self.features)
+                if any(s.rank == r and s.rows > 0 for s in plan.shards[table])
+            ]
             for r in range(self.world_size)
         ]
         # Row -> owner lookups per table: boundaries of the row blocks and their ranks.
         self._bounds = {
-            t: (torch.tensor([s.row_end for s in shards]), torch.tensor([s.rank for s in shards]), torch.tensor([s.row_start for s in shards]))
+            t: (
+                torch.tensor([s.row_end for s in shards]),
+                torch.tensor([s.rank for s in shards]),
+                torch.tensor([s.row_start for s in shards]),
+            )
             for t, shards in plan.shards.items()
         }
 
@@ -242,7 +250,9 @@ class ShardedEmbeddingCollection(nn.Module):
         # Owner side: partial sums per (source worker, source row, local slot).
         my_slots = self.slots_on[me]
         slot_of = torch.full((len(self.features),), -1, dtype=torch.long, device=got.device)
-        slot_of[torch.tensor(my_slots, dtype=torch.long, device=got.device)] = torch.arange(len(my_slots), device=got.device)
+        slot_of[torch.tensor(my_slots, dtype=torch.long, device=got.device)] = torch.arange(
+            len(my_slots), device=got.device
+        )
         src_of = torch.repeat_interleave(torch.arange(W, device=got.device), torch.tensor(recv, device=got.device))
         row_base = torch.tensor([0, *batch_sizes], device=got.device).cumsum(0)[:-1]
         total_rows = sum(batch_sizes)
@@ -250,7 +260,9 @@ class ShardedEmbeddingCollection(nn.Module):
         partial = None
         any_param = next(iter(self.shards.values()), None)
         dtype = any_param.dtype if any_param is not None else torch.float32
-        flat_index = (row_base[src_of] + got[:, 0]) * max(F_me, 1) + slot_of[got[:, 1]] if got.numel() else got.new_empty(0)
+        flat_index = (
+            (row_base[src_of] + got[:, 0]) * max(F_me, 1) + slot_of[got[:, 1]] if got.numel() else got.new_empty(0)
+        )
         partial = torch.zeros(total_rows * F_me, D, dtype=dtype, device=got.device)
         for f_slot, f in enumerate(my_slots):
             table = self.features[f][1]
@@ -290,8 +302,12 @@ class ShardedEmbeddingCollection(nn.Module):
                 if shard.rank == self.rank:
                     buf = self.shards[table].detach().contiguous()
                 else:
-                    buf = torch.empty(shard.rows, self.dim, dtype=next(self.parameters()).dtype if len(self.shards) else torch.float32,
-                                      device=self._device())
+                    buf = torch.empty(
+                        shard.rows,
+                        self.dim,
+                        dtype=next(self.parameters()).dtype if len(self.shards) else torch.float32,
+                        device=self._device(),
+                    )
                 dist.broadcast(buf, src=shard.rank)
                 pieces.append(buf.cpu())
             out[table] = torch.cat(pieces)
@@ -300,7 +316,9 @@ class ShardedEmbeddingCollection(nn.Module):
     def _device(self) -> torch.device:
         for p in self.shards.values():
             return p.device
-        return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        return (
+            torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        )
 
 
 class ShardedQuestRanker(nn.Module):
@@ -370,7 +388,9 @@ class ShardedQuestRanker(nn.Module):
         return model
 
 
-def shard_memory(config: RankerConfig, world_size: int, mode: ShardingMode, optimizer_slots: int = 2) -> list[dict[str, int]]:
+def shard_memory(
+    config: RankerConfig, world_size: int, mode: ShardingMode, optimizer_slots: int = 2
+) -> list[dict[str, int]]:
     """Parameter and optimizer bytes per worker, without building anything.
 
     Args:
@@ -394,13 +414,15 @@ def shard_memory(config: RankerConfig, world_size: int, mode: ShardingMode, opti
     out = []
     for rows in rows_per_rank:
         params = rows * dim + dense_params
-        out.append({
-            "embedding_rows": rows,
-            "embedding_bytes": rows * dim * 4,
-            "dense_bytes": dense_params * 4,
-            "optimizer_bytes": params * 4 * optimizer_slots,
-            "total_bytes": params * 4 * (1 + optimizer_slots),
-        })
+        out.append(
+            {
+                "embedding_rows": rows,
+                "embedding_bytes": rows * dim * 4,
+                "dense_bytes": dense_params * 4,
+                "optimizer_bytes": params * 4 * optimizer_slots,
+                "total_bytes": params * 4 * (1 + optimizer_slots),
+            }
+        )
     return out
 
 

@@ -56,7 +56,9 @@ class TrainLoopConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     train_path: str = Field(description="Training window: a directory of Parquet files or one file.")
-    validation_path: str | None = Field(default=None, description="Validation window; no validation metrics when unset.")
+    validation_path: str | None = Field(
+        default=None, description="Validation window; no validation metrics when unset."
+    )
     epochs: int = Field(default=2, ge=1, le=1000, description="Passes over the training data.")
     batch_size: int = Field(default=512, ge=1, le=1_048_576, description="Rows per step per worker.")
     lr: float = Field(default=0.003, gt=0, le=1.0, description="AdamW learning rate.")
@@ -75,16 +77,22 @@ class TrainLoopConfig(BaseModel):
     seed: int = Field(default=0, ge=0, description="Seed of model init and shuffling.")
     model: RankerConfig = Field(default_factory=RankerConfig, description="Model architecture and feature schema.")
     checkpoint: CheckpointSettings = Field(default_factory=CheckpointSettings, description="Checkpointing.")
-    max_train_rows: int | None = Field(default=None, ge=1, description="Use at most this many training rows (all workers).")
+    max_train_rows: int | None = Field(
+        default=None, ge=1, description="Use at most this many training rows (all workers)."
+    )
     max_validation_rows: int | None = Field(default=None, ge=1, description="Use at most this many validation rows.")
     emit_pipes_metrics: bool = Field(default=True, description="Rank 0 prints each epoch's metrics as a Pipes message.")
-    torch_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads per worker; torch's default when unset.")
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="torch intra-op threads per worker; torch's default when unset."
+    )
     sharding: Literal["none", "table", "row"] = Field(
         default="row",
         description="Embedding tables across workers when there are several: replicated (none, plain DDP), "
         "whole tables per worker (table) or row blocks of every table per worker (row).",
     )
-    mixed_precision: bool = Field(default=True, description="bf16 autocast of the forward pass on GPU (ignored on CPU).")
+    mixed_precision: bool = Field(
+        default=True, description="bf16 autocast of the forward pass on GPU (ignored on CPU)."
+    )
     fail_at_epoch: int | None = Field(
         default=None,
         ge=0,
@@ -335,8 +343,12 @@ def run_training(
                     unsharded.load_state_dict(full)
                     save_model(unsharded, ckpt)
                     torch.save(
-                        {"optimizer_shards": optimizer_shards, "epoch": epoch, "world_size": ctx.world_size,
-                         "sharding": config.sharding},
+                        {
+                            "optimizer_shards": optimizer_shards,
+                            "epoch": epoch,
+                            "world_size": ctx.world_size,
+                            "sharding": config.sharding,
+                        },
                         ckpt / TRAIN_STATE,
                     )
             elif ctx.is_chief and config.checkpoint.enabled:

@@ -20,7 +20,7 @@ import os
 import queue
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +48,8 @@ from discord_ml_platform.backends.kuberay_status import (
     condition,
     condition_true,
     default_endpoint_resolver,
-    event_summary,
     event_sort_key,
+    event_summary,
     parse_time,
 )
 from discord_ml_platform.backends.kuberay_watch import ResourceWatch
@@ -85,8 +85,12 @@ def make_api_client(kubeconfig: str | os.PathLike[str] | None = None, context: s
     if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         config.load_incluster_config(client_configuration=cfg)
     else:
-        config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None, context=context,
-                                client_configuration=cfg, persist_config=False)
+        config.load_kube_config(
+            config_file=str(kubeconfig) if kubeconfig else None,
+            context=context,
+            client_configuration=cfg,
+            persist_config=False,
+        )
     # urllib3 would retry some verbs silently and not others; we retry every call ourselves.
     cfg.retries = False
     return client.ApiClient(cfg)
@@ -141,8 +145,7 @@ class KubeRayBackend:
         self.platform_config = platform_config or load_platform_config()
         self.retry = retry or RetryPolicy()
         self.request_timeout = (5.0, request_timeout_s)
-        self.resolver: EndpointResolver = endpoint_resolver or (
-            lambda rc: default_endpoint_resolver(rc, host_override))
+        self.resolver: EndpointResolver = endpoint_resolver or (lambda rc: default_endpoint_resolver(rc, host_override))
         self.delete_propagation = delete_propagation
         self.poll_interval_s = poll_interval_s
 
@@ -165,9 +168,15 @@ class KubeRayBackend:
 
     def _get(self, handle: ClusterHandle) -> dict[str, Any] | None:
         try:
-            return self._call(f"get RayCluster {handle.namespace}/{handle.name}",
-                              self.custom.get_namespaced_custom_object, GROUP, VERSION, handle.namespace,
-                              PLURAL, handle.name)
+            return self._call(
+                f"get RayCluster {handle.namespace}/{handle.name}",
+                self.custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                handle.namespace,
+                PLURAL,
+                handle.name,
+            )
         except ClusterError:
             raise
         except Exception as err:
@@ -180,8 +189,9 @@ class KubeRayBackend:
     def render(self, spec: ClusterSpec, created_at: datetime | None = None) -> dict[str, Any]:
         """The RayCluster manifest :meth:`create` sends for ``spec``."""
         cfg = self.platform_config
-        return render_raycluster(spec, catalog=cfg.catalog, policy=cfg.policy,
-                                 created_at=created_at or datetime.now(timezone.utc))
+        return render_raycluster(
+            spec, catalog=cfg.catalog, policy=cfg.policy, created_at=created_at or datetime.now(UTC)
+        )
 
     def create(self, spec: ClusterSpec) -> ClusterHandle:
         """Create the RayCluster for ``spec``; returns at once (see :meth:`wait_ready`).
@@ -200,8 +210,9 @@ class KubeRayBackend:
         what = f"create RayCluster {spec.namespace}/{spec.name}"
         for _ in range(2):  # a second round only after a same-named, deleting leftover went away
             try:
-                self._call(what, self.custom.create_namespaced_custom_object, GROUP, VERSION, spec.namespace,
-                           PLURAL, manifest)
+                self._call(
+                    what, self.custom.create_namespaced_custom_object, GROUP, VERSION, spec.namespace, PLURAL, manifest
+                )
                 log.info("created RayCluster %s/%s", spec.namespace, spec.name)
                 return handle
             except ClusterError:
@@ -239,14 +250,26 @@ class KubeRayBackend:
         inbox: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue()
         ns = handle.namespace
         watches = [
-            ResourceWatch("raycluster", self.custom.list_namespaced_custom_object,
-                          lambda kind, obj: inbox.put(("raycluster", kind, obj)),
-                          args=(GROUP, VERSION, ns, PLURAL),
-                          kwargs={"field_selector": f"metadata.name={handle.name}"}),
-            ResourceWatch("pods", self.core.list_namespaced_pod, lambda kind, obj: inbox.put(("pods", kind, obj)),
-                          args=(ns,), kwargs={"label_selector": f"{CLUSTER_LABEL}={handle.name}"}),
-            ResourceWatch("events", self.core.list_namespaced_event,
-                          lambda kind, obj: inbox.put(("events", kind, obj)), args=(ns,)),
+            ResourceWatch(
+                "raycluster",
+                self.custom.list_namespaced_custom_object,
+                lambda kind, obj: inbox.put(("raycluster", kind, obj)),
+                args=(GROUP, VERSION, ns, PLURAL),
+                kwargs={"field_selector": f"metadata.name={handle.name}"},
+            ),
+            ResourceWatch(
+                "pods",
+                self.core.list_namespaced_pod,
+                lambda kind, obj: inbox.put(("pods", kind, obj)),
+                args=(ns,),
+                kwargs={"label_selector": f"{CLUSTER_LABEL}={handle.name}"},
+            ),
+            ResourceWatch(
+                "events",
+                self.core.list_namespaced_event,
+                lambda kind, obj: inbox.put(("events", kind, obj)),
+                args=(ns,),
+            ),
         ]
         reported: set[tuple[str, str, int]] = set()
         last = Assessment("pending", "waiting for the RayCluster", 0, 0)
@@ -255,8 +278,15 @@ class KubeRayBackend:
             key = (assessment.phase, assessment.message, assessment.ready_workers)
             if on_phase is not None and key not in reported:
                 reported.add(key)
-                on_phase(PhaseEvent(assessment.phase, assessment.message, assessment.ready_workers,
-                                    assessment.desired_workers, datetime.now(timezone.utc)))
+                on_phase(
+                    PhaseEvent(
+                        assessment.phase,
+                        assessment.message,
+                        assessment.ready_workers,
+                        assessment.desired_workers,
+                        datetime.now(UTC),
+                    )
+                )
 
         synced = False  # assess only once the RayCluster itself was listed
         for watch in watches:
@@ -284,8 +314,9 @@ class KubeRayBackend:
                 try:
                     last, endpoints = view.assess(self.resolver)
                 except ClusterNotReadyError as err:
-                    report(Assessment("image-pull" if "pull image" in str(err) else "failed", str(err),
-                                      *view.workers()))
+                    report(
+                        Assessment("image-pull" if "pull image" in str(err) else "failed", str(err), *view.workers())
+                    )
                     raise
                 report(last)
                 if endpoints is not None:
@@ -316,11 +347,24 @@ class KubeRayBackend:
         where = self.namespace or "all namespaces"
         try:
             if self.namespace:
-                body = self._call(f"list RayClusters in {where}", self.custom.list_namespaced_custom_object,
-                                  GROUP, VERSION, self.namespace, PLURAL, **kwargs)
+                body = self._call(
+                    f"list RayClusters in {where}",
+                    self.custom.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    PLURAL,
+                    **kwargs,
+                )
             else:
-                body = self._call(f"list RayClusters in {where}", self.custom.list_cluster_custom_object,
-                                  GROUP, VERSION, PLURAL, **kwargs)
+                body = self._call(
+                    f"list RayClusters in {where}",
+                    self.custom.list_cluster_custom_object,
+                    GROUP,
+                    VERSION,
+                    PLURAL,
+                    **kwargs,
+                )
         except ClusterError:
             raise
         except Exception as err:
@@ -339,8 +383,16 @@ class KubeRayBackend:
         """
         what = f"delete RayCluster {handle.namespace}/{handle.name}"
         try:
-            self._call(what, self.custom.delete_namespaced_custom_object, GROUP, VERSION, handle.namespace, PLURAL,
-                       handle.name, propagation_policy=self.delete_propagation)
+            self._call(
+                what,
+                self.custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                handle.namespace,
+                PLURAL,
+                handle.name,
+                propagation_policy=self.delete_propagation,
+            )
         except ClusterError:
             raise
         except Exception as err:
@@ -370,8 +422,7 @@ class KubeRayBackend:
         out: dict[str, list[dict[str, Any]]] = {}
         for ns in sorted(namespaces):
             try:
-                body = self._call(f"list events in {ns}", self.core.list_namespaced_event, ns,
-                                  _preload_content=False)
+                body = self._call(f"list events in {ns}", self.core.list_namespaced_event, ns, _preload_content=False)
                 out[ns] = json.loads(body.data or b"{}").get("items") or []
             except Exception as err:  # events are a nicety: a forbidden or failing list shows none
                 log.debug("could not list events in %s: %s", ns, err)
@@ -441,4 +492,6 @@ def _api_failure(what: str, err: BaseException) -> ClusterError:
         404: "the namespace or the ray.io/v1 CRDs are missing: is KubeRay installed?",
         422: "the server rejected the manifest",
     }.get(code or 0)
-    return ClusterError(f"Kubernetes API call failed: {what}: {api_error_message(err)}" + (f" ({hint})" if hint else ""))
+    return ClusterError(
+        f"Kubernetes API call failed: {what}: {api_error_message(err)}" + (f" ({hint})" if hint else "")
+    )

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from discord_ml_platform.backends.base import ClusterError
@@ -110,8 +110,9 @@ class RayJobState:
     @property
     def retrying(self) -> bool:
         """KubeRay is replacing a failed attempt (``Retrying``, or ``New`` after a failure): not an end."""
-        return self.exists and (self.deployment_status == "Retrying"
-                                or (self.deployment_status in ("", "New") and self.failed_attempts > 0))
+        return self.exists and (
+            self.deployment_status == "Retrying" or (self.deployment_status in ("", "New") and self.failed_attempts > 0)
+        )
 
     @property
     def submitted(self) -> bool:
@@ -160,17 +161,21 @@ class RayJobInfo:
     def from_object(cls, obj: dict[str, Any]) -> RayJobInfo:
         """Read a RayJob (as a dict)."""
         meta = obj.get("metadata") or {}
-        return cls(name=meta.get("name", ""), namespace=meta.get("namespace", "default"),
-                   labels=dict(meta.get("labels") or {}), created_at=_created_at(meta),
-                   state=RayJobState.from_object(obj))
+        return cls(
+            name=meta.get("name", ""),
+            namespace=meta.get("namespace", "default"),
+            labels=dict(meta.get("labels") or {}),
+            created_at=_created_at(meta),
+            state=RayJobState.from_object(obj),
+        )
 
 
 def _created_at(meta: dict[str, Any]) -> datetime:
     stamp = str(meta.get("creationTimestamp") or "")
     try:
-        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
-        return datetime.now(timezone.utc)  # unknown: as young as can be, so no grace period is skipped
+        return datetime.now(UTC)  # unknown: as young as can be, so no grace period is skipped
 
 
 def rayjob_submission_id(name: str) -> str:
@@ -190,9 +195,16 @@ class KubeRayJobs:
         retry: Retry policy of every API call.
     """
 
-    def __init__(self, kubeconfig: str | None = None, context: str | None = None, *, namespace: str = "ray",
-                 api_client: Any = None, platform_config: PlatformConfig | None = None,
-                 retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        *,
+        namespace: str = "ray",
+        api_client: Any = None,
+        platform_config: PlatformConfig | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         from kubernetes import client
 
         self.namespace = namespace
@@ -224,12 +236,19 @@ class KubeRayJobs:
                 raise
             raise ClusterError(f"Kubernetes API call failed: {what}: {api_error_message(err)}") from err
 
-    def render(self, spec: ClusterSpec, *, entrypoint: str, created_at: datetime | None = None,
-               **job: Any) -> dict[str, Any]:
+    def render(
+        self, spec: ClusterSpec, *, entrypoint: str, created_at: datetime | None = None, **job: Any
+    ) -> dict[str, Any]:
         """The RayJob for ``spec`` (see :func:`~discord_ml_platform.spec.render.render_rayjob` for ``job``)."""
         cfg = self.platform_config
-        return render_rayjob(spec, entrypoint=entrypoint, catalog=cfg.catalog, policy=cfg.policy,
-                             created_at=created_at or datetime.now(timezone.utc), **job)
+        return render_rayjob(
+            spec,
+            entrypoint=entrypoint,
+            catalog=cfg.catalog,
+            policy=cfg.policy,
+            created_at=created_at or datetime.now(UTC),
+            **job,
+        )
 
     def create(self, manifest: dict[str, Any]) -> RayJobState:
         """Create the RayJob ``manifest`` (in its own namespace).
@@ -240,8 +259,9 @@ class KubeRayJobs:
         meta = manifest["metadata"]
         what = f"create RayJob {meta['namespace']}/{meta['name']}"
         try:
-            created = self._call(what, self.custom.create_namespaced_custom_object, GROUP, VERSION,
-                                 meta["namespace"], PLURAL, manifest)
+            created = self._call(
+                what, self.custom.create_namespaced_custom_object, GROUP, VERSION, meta["namespace"], PLURAL, manifest
+            )
         except ClusterError:
             raise
         except Exception as err:
@@ -257,8 +277,15 @@ class KubeRayJobs:
     def get_object(self, name: str) -> dict[str, Any] | None:
         """The RayJob as a dict, or ``None``."""
         try:
-            return self._call(f"get RayJob {self.namespace}/{name}", self.custom.get_namespaced_custom_object,
-                              GROUP, VERSION, self.namespace, PLURAL, name)
+            return self._call(
+                f"get RayJob {self.namespace}/{name}",
+                self.custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                name,
+            )
         except ClusterError:
             raise
         except Exception as err:
@@ -273,11 +300,19 @@ class KubeRayJobs:
         where = "all namespaces" if all_namespaces else self.namespace
         try:
             if all_namespaces:
-                body = self._call(f"list RayJobs in {where}", self.custom.list_cluster_custom_object,
-                                  GROUP, VERSION, PLURAL, **kwargs)
+                body = self._call(
+                    f"list RayJobs in {where}", self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, **kwargs
+                )
             else:
-                body = self._call(f"list RayJobs in {where}", self.custom.list_namespaced_custom_object,
-                                  GROUP, VERSION, self.namespace, PLURAL, **kwargs)
+                body = self._call(
+                    f"list RayJobs in {where}",
+                    self.custom.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    PLURAL,
+                    **kwargs,
+                )
         except ClusterError:
             raise
         except Exception as err:
@@ -296,8 +331,16 @@ class KubeRayJobs:
     def suspend(self, name: str) -> None:
         """Set ``spec.suspend``: KubeRay stops the job and deletes the cluster, keeping the RayJob."""
         try:
-            self._call(f"suspend RayJob {self.namespace}/{name}", self.custom.patch_namespaced_custom_object,
-                       GROUP, VERSION, self.namespace, PLURAL, name, {"spec": {"suspend": True}})
+            self._call(
+                f"suspend RayJob {self.namespace}/{name}",
+                self.custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                name,
+                {"spec": {"suspend": True}},
+            )
         except ClusterError:
             raise
         except Exception as err:
@@ -312,8 +355,16 @@ class KubeRayJobs:
         """
         where = namespace or self.namespace
         try:
-            self._call(f"delete RayJob {where}/{name}", self.custom.delete_namespaced_custom_object,
-                       GROUP, VERSION, where, PLURAL, name, propagation_policy="Background")
+            self._call(
+                f"delete RayJob {where}/{name}",
+                self.custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                where,
+                PLURAL,
+                name,
+                propagation_policy="Background",
+            )
         except ClusterError:
             raise
         except Exception as err:
@@ -326,4 +377,4 @@ class KubeRayJobs:
         return True
 
 
-__all__ = ["KubeRayJobs", "RayJobInfo", "RayJobState", "TERMINAL_DEPLOYMENT", "TERMINAL_JOB", "rayjob_submission_id"]
+__all__ = ["TERMINAL_DEPLOYMENT", "TERMINAL_JOB", "KubeRayJobs", "RayJobInfo", "RayJobState", "rayjob_submission_id"]

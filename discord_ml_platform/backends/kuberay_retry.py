@@ -61,8 +61,9 @@ def is_connection_error(err: BaseException) -> bool:
     """Dropped or refused connections and read timeouts: the request may or may not have arrived."""
     import urllib3.exceptions as u3
 
-    return isinstance(err, (u3.ProtocolError, u3.MaxRetryError, u3.NewConnectionError, u3.TimeoutError,
-                            ConnectionError, TimeoutError))
+    return isinstance(
+        err, (u3.ProtocolError, u3.MaxRetryError, u3.NewConnectionError, u3.TimeoutError, ConnectionError, TimeoutError)
+    )
 
 
 def retry_after_seconds(err: BaseException) -> float | None:

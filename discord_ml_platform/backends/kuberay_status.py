@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from discord_ml_platform.backends.base import ClusterEndpoints, ClusterError, ClusterNotReadyError
@@ -90,13 +90,18 @@ def parse_time(value: str | None) -> datetime:
             return datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             pass
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def event_time(event: Mapping[str, Any]) -> str:
     """The most recent time an event carries (for sorting)."""
-    return str(event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
-               or (event.get("metadata") or {}).get("creationTimestamp") or "")
+    return str(
+        event.get("lastTimestamp")
+        or event.get("eventTime")
+        or event.get("firstTimestamp")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )
 
 
 def event_sort_key(event: Mapping[str, Any]) -> tuple[str, int]:
@@ -218,34 +223,45 @@ class ReadinessView:
                 if waiting.get("reason") in IMAGE_PULL_REASONS:
                     image = cs.get("image") or _container_image(pod, cs.get("name"))
                     detail = waiting.get("message") or waiting["reason"]
-                    return (f"pod {pod_name} cannot pull image {image!r} ({waiting['reason']}: {detail}); "
-                            f"check the image name and tag and the registry's pull credentials")
+                    return (
+                        f"pod {pod_name} cannot pull image {image!r} ({waiting['reason']}: {detail}); "
+                        f"check the image name and tag and the registry's pull credentials"
+                    )
         for event in self.relevant_events():
             message = str(event.get("message") or "")
-            if event.get("type") == "Warning" and ("pull image" in message or "pulling image" in message
-                                                   or event.get("reason") in IMAGE_PULL_REASONS):
+            if event.get("type") == "Warning" and (
+                "pull image" in message or "pulling image" in message or event.get("reason") in IMAGE_PULL_REASONS
+            ):
                 match = _IMAGE_IN_MESSAGE.search(message)
                 image = match.group(1) if match else "?"
                 involved = (event.get("involvedObject") or {}).get("name")
-                return (f"pod {involved} cannot pull image {image!r} ({event.get('reason')}: {message}); "
-                        f"check the image name and tag and the registry's pull credentials")
+                return (
+                    f"pod {involved} cannot pull image {image!r} ({event.get('reason')}: {message}); "
+                    f"check the image name and tag and the registry's pull credentials"
+                )
         return None
 
     def pending_reasons(self) -> list[str]:
         """Why pods are not running yet: unschedulable pods, quota and other warnings."""
         reasons: list[str] = []
         for pod in sorted(self.pods.values(), key=lambda p: p["metadata"].get("name", "")):
-            cond = next((c for c in (pod.get("status") or {}).get("conditions") or []
-                         if c.get("type") == "PodScheduled"), None)
+            cond = next(
+                (c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "PodScheduled"), None
+            )
             if cond and str(cond.get("status")) == "False":
-                reasons.append(f"pod {pod['metadata']['name']} {cond.get('reason') or 'unscheduled'}: "
-                               f"{cond.get('message') or ''}".rstrip(": "))
+                reasons.append(
+                    f"pod {pod['metadata']['name']} {cond.get('reason') or 'unscheduled'}: "
+                    f"{cond.get('message') or ''}".rstrip(": ")
+                )
         for event in self.relevant_events():
             message = str(event.get("message") or "")
             if event.get("type") != "Warning":
                 continue
-            if "exceeded quota" in message or event.get("reason") in ("FailedCreate", "FailedToCreateHeadPod",
-                                                                        "FailedToCreateWorkerPod"):
+            if "exceeded quota" in message or event.get("reason") in (
+                "FailedCreate",
+                "FailedToCreateHeadPod",
+                "FailedToCreateWorkerPod",
+            ):
                 reasons.append(f"quota/creation: {message}")
             elif event.get("reason") == "FailedScheduling" and not any(message in r for r in reasons):
                 reasons.append(f"{(event.get('involvedObject') or {}).get('name')} FailedScheduling: {message}")
@@ -255,8 +271,11 @@ class ReadinessView:
     def pulling(self) -> str | None:
         """``pulling image X`` while a pod's image is being pulled (from ``Pulling`` events)."""
         pulling = [e for e in self.relevant_events() if e.get("reason") == "Pulling"]
-        pulled = {(e.get("involvedObject") or {}).get("uid") for e in self.relevant_events()
-                  if e.get("reason") in ("Pulled", "Started")}
+        pulled = {
+            (e.get("involvedObject") or {}).get("uid")
+            for e in self.relevant_events()
+            if e.get("reason") in ("Pulled", "Started")
+        }
         active = [e for e in pulling if (e.get("involvedObject") or {}).get("uid") not in pulled]
         return str(active[-1].get("message")) if active else None
 
@@ -277,7 +296,8 @@ class ReadinessView:
             return Assessment("pending", "waiting for the RayCluster to appear", ready, desired), None
         status = rc.get("status") or {}
         head_ready = condition_true(rc, "HeadPodReady") or (
-            not status.get("conditions") and any(_pod_ready(p) for p in self._head_pods()))
+            not status.get("conditions") and any(_pod_ready(p) for p in self._head_pods())
+        )
         provisioned = condition_true(rc, "RayClusterProvisioned") or status.get("state") == "ready"
         if head_ready and provisioned and ready >= desired:
             try:
@@ -285,8 +305,9 @@ class ReadinessView:
             except ClusterError:
                 endpoints = None
             if endpoints is not None:
-                return Assessment("ready", f"cluster ready, dashboard at {endpoints.dashboard_url}", ready,
-                                  desired, ready=True), endpoints
+                return Assessment(
+                    "ready", f"cluster ready, dashboard at {endpoints.dashboard_url}", ready, desired, ready=True
+                ), endpoints
         if head_ready:
             if desired:
                 return Assessment("workers", f"workers {ready}/{desired}", ready, desired), None
@@ -298,23 +319,29 @@ class ReadinessView:
         if pulling:
             return Assessment("image-pull", pulling, ready, desired), None
         if not self.pods:
-            return Assessment("pending", "waiting for the KubeRay operator to create the head pod", ready,
-                              desired), None
+            return Assessment(
+                "pending", "waiting for the KubeRay operator to create the head pod", ready, desired
+            ), None
         phases = sorted({str((p.get("status") or {}).get("phase") or "Pending") for p in self.pods.values()})
-        return Assessment("pending", f"{len(self.pods)} pod(s) {'/'.join(phases)}, head not ready yet", ready,
-                          desired), None
+        return Assessment(
+            "pending", f"{len(self.pods)} pod(s) {'/'.join(phases)}, head not ready yet", ready, desired
+        ), None
 
     def _head_pods(self) -> list[dict[str, Any]]:
-        return [p for p in self.pods.values()
-                if ((p.get("metadata") or {}).get("labels") or {}).get(NODE_TYPE_LABEL) == "head"]
+        return [
+            p
+            for p in self.pods.values()
+            if ((p.get("metadata") or {}).get("labels") or {}).get(NODE_TYPE_LABEL) == "head"
+        ]
 
     def describe(self) -> str:
         """Conditions and recent warnings, for a timeout message."""
         parts = []
         for cond in ((self.raycluster or {}).get("status") or {}).get("conditions") or []:
             parts.append(f"{cond.get('type')}={cond.get('status')} ({cond.get('reason') or ''})")
-        warnings = [f"{e.get('reason')}: {e.get('message')}" for e in self.relevant_events()
-                    if e.get("type") == "Warning"][-3:]
+        warnings = [
+            f"{e.get('reason')}: {e.get('message')}" for e in self.relevant_events() if e.get("type") == "Warning"
+        ][-3:]
         text = "conditions: " + (", ".join(parts) or "none")
         if warnings:
             text += "; recent warnings: " + " | ".join(warnings)
@@ -322,8 +349,10 @@ class ReadinessView:
 
 
 def _pod_ready(pod: Mapping[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and str(c.get("status")) == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
+    return any(
+        c.get("type") == "Ready" and str(c.get("status")) == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
 
 
 def _container_image(pod: Mapping[str, Any], container: str | None) -> str:

@@ -115,7 +115,9 @@ class ResourceWatch:
         from kubernetes.watch.watch import iter_resp_lines
 
         response = self._request(
-            watch=True, resource_version=resource_version, allow_watch_bookmarks=True,
+            watch=True,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
             timeout_seconds=self._timeout_seconds,
             _request_timeout=(self._connect_timeout_s, self._timeout_seconds + 15),
         )

@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +179,7 @@ class LocalBackend:
             if is_alive(existing.head_pid):
                 return handle
             self.delete(handle)  # a dead leftover of the same name: clear it first
-        created = datetime.now(timezone.utc)
+        created = datetime.now(UTC)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         # No cluster name in it: Ray nests a 45-character session dir and socket names below, and
         # Unix socket paths are limited to 107 bytes.
@@ -190,19 +190,38 @@ class LocalBackend:
         head_ports = dict(zip(_HEAD_PORTS + _NODE_PORTS, free_ports(len(_HEAD_PORTS) + len(_NODE_PORTS))))
         env = cluster_process_environment(self.auth_mode, head_ports["port"])
         head_cmd = [
-            _ray_executable(), "start", "--head", "--block", "--disable-usage-stats",
-            "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--include-dashboard", "true",
-            "--temp-dir", str(temp_dir),
-            "--num-cpus", str(max(1, math.ceil(spec.head_cpus))), "--num-gpus", "0",
-            "--object-store-memory", str(spec.object_store_bytes(spec.head_memory)),
+            _ray_executable(),
+            "start",
+            "--head",
+            "--block",
+            "--disable-usage-stats",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--dashboard-host",
+            "127.0.0.1",
+            "--include-dashboard",
+            "true",
+            "--temp-dir",
+            str(temp_dir),
+            "--num-cpus",
+            str(max(1, math.ceil(spec.head_cpus))),
+            "--num-gpus",
+            "0",
+            "--object-store-memory",
+            str(spec.object_store_bytes(spec.head_memory)),
             *[arg for key, port in head_ports.items() for arg in (f"--{key}", str(port))],
         ]
         head = self._spawn(head_cmd, log_dir / "head.log", env)
         record = LocalClusterRecord(
             name=spec.name,
             labels=cluster_labels(
-                name=spec.name, owner=spec.owner, team=spec.team, gpu_type=spec.gpu_type,
-                expires_at=spec.expires_at(created), run_id=spec.run_id, extra=spec.labels,
+                name=spec.name,
+                owner=spec.owner,
+                team=spec.team,
+                gpu_type=spec.gpu_type,
+                expires_at=spec.expires_at(created),
+                run_id=spec.run_id,
+                extra=spec.labels,
             ),
             created_at=created.isoformat(),
             desired_workers=spec.workers,
@@ -238,7 +257,7 @@ class LocalBackend:
         def report(phase: str, message: str, ready: int) -> None:
             if on_phase and (phase, ready) not in reported:
                 reported.add((phase, ready))
-                on_phase(PhaseEvent(phase, message, ready, record.desired_workers, datetime.now(timezone.utc)))
+                on_phase(PhaseEvent(phase, message, ready, record.desired_workers, datetime.now(UTC)))
 
         report("pending", f"starting Ray head with {record.desired_workers} worker(s)", 0)
         head_up = False
@@ -313,8 +332,9 @@ class LocalBackend:
         with open(log_path, "ab") as log:
             # Own session and process group: we stop exactly this tree, and a Ctrl-C aimed at the
             # caller's terminal does not kill the cluster before our cleanup runs.
-            return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, start_new_session=True)
+            return subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            )
 
     def _start_worker(
         self, spec: ClusterSpec, record: LocalClusterRecord, index: int, env: dict[str, str]
@@ -322,14 +342,24 @@ class LocalBackend:
         ports = dict(zip(_NODE_PORTS, free_ports(len(_NODE_PORTS))))
         memory = spec.memory_per_worker or "1Gi"
         cmd = [
-            _ray_executable(), "start", "--block", "--disable-usage-stats",
-            "--address", f"127.0.0.1:{record.gcs_port}", "--node-ip-address", "127.0.0.1",
+            _ray_executable(),
+            "start",
+            "--block",
+            "--disable-usage-stats",
+            "--address",
+            f"127.0.0.1:{record.gcs_port}",
+            "--node-ip-address",
+            "127.0.0.1",
             # Nodes on one machine share the head's session dir; the head's log monitor already
             # tails every file there, and a second one would publish each log line again.
-            "--include-log-monitor", "false",
-            "--num-cpus", str(max(1, math.ceil(spec.cpus_per_worker or 1))),
-            "--num-gpus", str(spec.gpus_per_worker),
-            "--object-store-memory", str(spec.object_store_bytes(memory)),
+            "--include-log-monitor",
+            "false",
+            "--num-cpus",
+            str(max(1, math.ceil(spec.cpus_per_worker or 1))),
+            "--num-gpus",
+            str(spec.gpus_per_worker),
+            "--object-store-memory",
+            str(spec.object_store_bytes(memory)),
             *[arg for key, port in ports.items() for arg in (f"--{key}", str(port))],
         ]
         return self._spawn(cmd, Path(record.log_dir) / f"worker-{index}.log", env)

@@ -37,13 +37,19 @@ def _complete_backend(incomplete: str) -> list[str]:
 BackendOpt = Annotated[
     str | None,
     typer.Option(
-        "--backend", "-b", metavar="local|kuberay", autocompletion=_complete_backend,
+        "--backend",
+        "-b",
+        metavar="local|kuberay",
+        autocompletion=_complete_backend,
         help="Where clusters live. Default: $DMP_BACKEND, else kuberay when a kubeconfig's API server answers, else local.",
     ),
 ]
 KubeconfigOpt = Annotated[
     str | None,
-    typer.Option("--kubeconfig", help="Kubeconfig file for the kuberay backend (default: $DMP_KUBECONFIG, $KUBECONFIG, ~/.kube/config)."),
+    typer.Option(
+        "--kubeconfig",
+        help="Kubeconfig file for the kuberay backend (default: $DMP_KUBECONFIG, $KUBECONFIG, ~/.kube/config).",
+    ),
 ]
 ContextOpt = Annotated[
     str | None,
@@ -137,7 +143,9 @@ def kuberay_installed() -> bool:
         return False
 
 
-def choose_backend(backend: str | None = None, kubeconfig: str | None = None, context: str | None = None) -> BackendChoice:
+def choose_backend(
+    backend: str | None = None, kubeconfig: str | None = None, context: str | None = None
+) -> BackendChoice:
     """Pick the backend by the rules in this module's docstring.
 
     Raises:
@@ -155,8 +163,13 @@ def choose_backend(backend: str | None = None, kubeconfig: str | None = None, co
         return _checked_kuberay(reason, paths, explicit, context)
     target = kube_target(paths, context)
     if target and kuberay_installed() and unreachable_reason(target.server, timeout_s=0.5) is None:
-        return BackendChoice("kuberay", f"kubeconfig context {target.context!r}",
-                             str(target.path) if explicit else None, context, target.server)
+        return BackendChoice(
+            "kuberay",
+            f"kubeconfig context {target.context!r}",
+            str(target.path) if explicit else None,
+            context,
+            target.server,
+        )
     return BackendChoice("local", "default")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -23,7 +23,13 @@ from discord_ml_platform.cli.output import (
     stderr,
     stdout,
 )
-from discord_ml_platform.cli.settings import complete_gpu_type, default_namespace, default_owner, dns_label, platform_config
+from discord_ml_platform.cli.settings import (
+    complete_gpu_type,
+    default_namespace,
+    default_owner,
+    dns_label,
+    platform_config,
+)
 
 if TYPE_CHECKING:
     from discord_ml_platform.backends import ClusterBackend, ClusterEndpoints, ClusterHandle, PhaseEvent
@@ -109,7 +115,8 @@ def build_spec(fields: dict[str, Any], config: PlatformConfig, typed: dict[str, 
         check_policy(spec, config.policy, config.catalog)
     except PolicyViolation as err:
         raise UsageProblem(
-            "\n".join(policy_lines(err, SPEC_FLAGS, typed)), hint="the platform policy sets these limits ($DMP_PLATFORM_CONFIG)"
+            "\n".join(policy_lines(err, SPEC_FLAGS, typed)),
+            hint="the platform policy sets these limits ($DMP_PLATFORM_CONFIG)",
         ) from None
     return spec
 
@@ -171,26 +178,57 @@ def wait_with_progress(
     ),
 )
 def create(
-    name: Annotated[str | None, typer.Argument(help="Cluster name (DNS-1123 label); default <owner>-<gpu>-<random4>.")] = None,
-    gpu_type: Annotated[str, typer.Option("--gpu-type", "-g", autocompletion=complete_gpu_type, help="GPU pool from the catalog (see `dmp gpus`).")] = "cpu",
+    name: Annotated[
+        str | None, typer.Argument(help="Cluster name (DNS-1123 label); default <owner>-<gpu>-<random4>.")
+    ] = None,
+    gpu_type: Annotated[
+        str,
+        typer.Option(
+            "--gpu-type", "-g", autocompletion=complete_gpu_type, help="GPU pool from the catalog (see `dmp gpus`)."
+        ),
+    ] = "cpu",
     workers: Annotated[int, typer.Option("--workers", "-w", help="Worker nodes besides the head.")] = 1,
-    gpus_per_worker: Annotated[int | None, typer.Option("--gpus-per-worker", help="GPUs per worker (default 1 on GPU pools, 0 on cpu).")] = None,
-    memory: Annotated[str | None, typer.Option("--memory", "-m", help="Memory per worker, a Kubernetes quantity such as 64Gi (default from the catalog).")] = None,
+    gpus_per_worker: Annotated[
+        int | None, typer.Option("--gpus-per-worker", help="GPUs per worker (default 1 on GPU pools, 0 on cpu).")
+    ] = None,
+    memory: Annotated[
+        str | None,
+        typer.Option(
+            "--memory", "-m", help="Memory per worker, a Kubernetes quantity such as 64Gi (default from the catalog)."
+        ),
+    ] = None,
     cpus: Annotated[float | None, typer.Option("--cpus", help="CPUs per worker (default from the catalog).")] = None,
-    image: Annotated[str | None, typer.Option("--image", help="Container image (default: the Ray image for the pool).")] = None,
-    ttl: Annotated[str, typer.Option("--ttl", help="Lifetime before the sweeper deletes it: 8h, 1d12h, 90m, 3600.")] = "8h",
-    owner: Annotated[str | None, typer.Option("--owner", help="Owner label (default: $DMP_OWNER or your login).")] = None,
+    image: Annotated[
+        str | None, typer.Option("--image", help="Container image (default: the Ray image for the pool).")
+    ] = None,
+    ttl: Annotated[
+        str, typer.Option("--ttl", help="Lifetime before the sweeper deletes it: 8h, 1d12h, 90m, 3600.")
+    ] = "8h",
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="Owner label (default: $DMP_OWNER or your login).")
+    ] = None,
     team: Annotated[str | None, typer.Option("--team", help="Team billed for the cluster.")] = None,
     namespace: NamespaceOpt = None,
     min_workers: Annotated[int | None, typer.Option("--min-workers", help="Autoscaling lower bound.")] = None,
     max_workers: Annotated[int | None, typer.Option("--max-workers", help="Autoscaling upper bound.")] = None,
     head_cpus: Annotated[float | None, typer.Option("--head-cpus", help="CPUs of the head node.")] = None,
-    head_memory: Annotated[str | None, typer.Option("--head-memory", help="Memory of the head node (default 4Gi).")] = None,
-    label: Annotated[list[str] | None, typer.Option("--label", "-l", help="Extra label KEY=VALUE (repeatable).")] = None,
-    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="Environment variable KEY=VALUE for every Ray container (repeatable).")] = None,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until head and workers are ready, showing each phase.")] = False,
+    head_memory: Annotated[
+        str | None, typer.Option("--head-memory", help="Memory of the head node (default 4Gi).")
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="Extra label KEY=VALUE (repeatable).")
+    ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", "-e", help="Environment variable KEY=VALUE for every Ray container (repeatable)."),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait until head and workers are ready, showing each phase.")
+    ] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait waits before failing.")] = 900,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the manifests (-o yaml|json) and contact nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the manifests (-o yaml|json) and contact nothing.")
+    ] = False,
     output: OutputOpt = OutputFormat.table,
     backend: BackendOpt = None,
     kubeconfig: KubeconfigOpt = None,
@@ -269,7 +307,9 @@ def create(
 def _print_manifests(spec: ClusterSpec, config: PlatformConfig, output: OutputFormat) -> None:
     from discord_ml_platform.spec import manifests_to_yaml, render_manifests
 
-    manifests = render_manifests(spec, catalog=config.catalog, policy=config.policy, created_at=datetime.now(timezone.utc))
+    manifests = render_manifests(
+        spec, catalog=config.catalog, policy=config.policy, created_at=datetime.now(UTC)
+    )
     if output is OutputFormat.json:
         document = manifests[0] if len(manifests) == 1 else {"apiVersion": "v1", "kind": "List", "items": manifests}
         sys.stdout.write(dump_json(document) + "\n")
@@ -305,7 +345,9 @@ def _print_created(result: dict[str, Any]) -> None:
         console.print(f"  gcs:       {escape(endpoints.gcs_address)}")
     else:
         console.print(f"  watch it come up with: dmp cluster get {escape(name)}")
-    console.print(f"  run a job: dmp job submit --cluster {escape(name)} -- python -c \"import ray; print(ray.cluster_resources())\"")
+    console.print(
+        f'  run a job: dmp job submit --cluster {escape(name)} -- python -c "import ray; print(ray.cluster_resources())"'
+    )
 
 
 @app.command(
@@ -313,10 +355,15 @@ def _print_created(result: dict[str, Any]) -> None:
     epilog="Examples:\n\n  dmp cluster list\n\n  dmp cluster list -A --owner ada --gpu-type h100-80gb\n\n  dmp cluster list -o json | jq '.[].name'",
 )
 def list_clusters(
-    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Clusters of every namespace.")] = False,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", "-A", help="Clusters of every namespace.")
+    ] = False,
     namespace: NamespaceOpt = None,
     owner: Annotated[str | None, typer.Option("--owner", help="Only clusters of this owner.")] = None,
-    gpu_type: Annotated[str | None, typer.Option("--gpu-type", "-g", autocompletion=complete_gpu_type, help="Only clusters of this GPU pool.")] = None,
+    gpu_type: Annotated[
+        str | None,
+        typer.Option("--gpu-type", "-g", autocompletion=complete_gpu_type, help="Only clusters of this GPU pool."),
+    ] = None,
     output: OutputOpt = OutputFormat.table,
     backend: BackendOpt = None,
     kubeconfig: KubeconfigOpt = None,
@@ -334,7 +381,7 @@ def list_clusters(
     config = platform_config()
     infos = backend_for(backend, kubeconfig, context).list(selector or None)
     wanted = None if all_namespaces else (namespace or default_namespace())
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = sorted(
         (cluster_row(i, config.catalog, now) for i in infos if wanted is None or i.handle.namespace == wanted),
         key=lambda r: (r["namespace"], r["name"]),
@@ -374,15 +421,26 @@ def _print_details(cells: dict[str, Any], document: dict[str, Any]) -> None:
 
     console = stdout()
     facts = [
-        ("Name", cells["name"]), ("Namespace", cells["namespace"]), ("Backend", cells["backend"]),
-        ("Status", cells["status"]), ("Owner", cells["owner"]), ("Team", cells["team"]), ("Run id", cells["run_id"]),
-        ("GPUs", cells["gpus"]), ("Workers", f"{cells['workers']} ready"), ("Age", cells["age"]),
-        ("Expires", cells["expires"]), ("Price", f"{cells['price']}/hour"),
+        ("Name", cells["name"]),
+        ("Namespace", cells["namespace"]),
+        ("Backend", cells["backend"]),
+        ("Status", cells["status"]),
+        ("Owner", cells["owner"]),
+        ("Team", cells["team"]),
+        ("Run id", cells["run_id"]),
+        ("GPUs", cells["gpus"]),
+        ("Workers", f"{cells['workers']} ready"),
+        ("Age", cells["age"]),
+        ("Expires", cells["expires"]),
+        ("Price", f"{cells['price']}/hour"),
     ]
     endpoints = document["endpoints"]
     if endpoints is not None:
-        facts += [("Dashboard", endpoints.dashboard_url), ("GCS", endpoints.gcs_address),
-                  ("Client", endpoints.client_address)]
+        facts += [
+            ("Dashboard", endpoints.dashboard_url),
+            ("GCS", endpoints.gcs_address),
+            ("Client", endpoints.client_address),
+        ]
     for key, value in facts:
         if value not in (None, ""):
             console.print(f"[bold]{key + ':':<11}[/] {escape(str(value))}")
@@ -458,14 +516,24 @@ def sweep(
 
     cluster_backend = backend_for(backend, kubeconfig, context)
     config = platform_config()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     doomed = []
     for info in cluster_backend.list({MANAGED_BY: MANAGED_BY_VALUE}):
         row = cluster_row(info, config.catalog, now)
         reason = sweep_reason(row)
         if reason:
-            doomed.append((info, {"name": row["name"], "namespace": row["namespace"], "owner": row["owner"],
-                                  "reason": reason, "action": "would delete" if dry_run else "deleted"}))
+            doomed.append(
+                (
+                    info,
+                    {
+                        "name": row["name"],
+                        "namespace": row["namespace"],
+                        "owner": row["owner"],
+                        "reason": reason,
+                        "action": "would delete" if dry_run else "deleted",
+                    },
+                )
+            )
     failures = []
     for info, row in doomed:
         if dry_run:
@@ -476,7 +544,13 @@ def sweep(
             row["action"] = f"failed: {err}"
             failures.append(row["name"])
     rows = [row for _, row in doomed]
-    columns = (("action", "ACTION"), ("name", "NAME"), ("namespace", "NAMESPACE"), ("owner", "OWNER"), ("reason", "REASON"))
+    columns = (
+        ("action", "ACTION"),
+        ("name", "NAME"),
+        ("namespace", "NAMESPACE"),
+        ("owner", "OWNER"),
+        ("reason", "REASON"),
+    )
     print_rows(rows, columns, output, empty="nothing to sweep")
     if failures:
         raise CliError(f"could not delete {', '.join(failures)}")

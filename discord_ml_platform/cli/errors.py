@@ -142,7 +142,9 @@ def explain(exc: BaseException) -> CliError:
     from discord_ml_platform.backends.base import ClusterError, ClusterNotReadyError
 
     if isinstance(exc, ClusterNotReadyError):
-        return CliError(str(exc), hint="inspect it with `dmp cluster get NAME`, remove it with `dmp cluster delete NAME`")
+        return CliError(
+            str(exc), hint="inspect it with `dmp cluster get NAME`, remove it with `dmp cluster delete NAME`"
+        )
     if isinstance(exc, ClusterError):
         return CliError(str(exc))
     if module.startswith("kubernetes") and name == "ApiException":
@@ -153,9 +155,7 @@ def explain(exc: BaseException) -> CliError:
         return CliError(f"connection failed: {exc}", hint="is the cluster or the Kubernetes API reachable?")
     if isinstance(exc, FileNotFoundError):
         return CliError(str(exc))
-    return CliError(
-        f"unexpected error: {name}: {exc}", hint=f"set {DEBUG_ENV}=1 for the full traceback"
-    )
+    return CliError(f"unexpected error: {name}: {exc}", hint=f"set {DEBUG_ENV}=1 for the full traceback")
 
 
 def _kubernetes_error(exc: BaseException) -> CliError:

@@ -44,10 +44,12 @@ def gpus(output: OutputOpt = OutputFormat.table) -> None:
             "tolerations": [t.to_manifest() for t in gpu.tolerations],
         }
         rows.append(row)
-        cells.append({
-            **row,
-            "gpu_memory": f"{gpu.gpu_memory_gib} GiB" if gpu.has_gpus else "-",
-            "price": f"${gpu.hourly_price_usd:,.2f}" + ("" if gpu.has_gpus else " /node"),
-            "selector": ",".join(f"{k}={v}" for k, v in gpu.node_selector.items()) or "-",
-        })
+        cells.append(
+            {
+                **row,
+                "gpu_memory": f"{gpu.gpu_memory_gib} GiB" if gpu.has_gpus else "-",
+                "price": f"${gpu.hourly_price_usd:,.2f}" + ("" if gpu.has_gpus else " /node"),
+                "selector": ",".join(f"{k}={v}" for k, v in gpu.node_selector.items()) or "-",
+            }
+        )
     print_rows(rows, COLUMNS, output, cells=cells, empty="the catalog is empty")

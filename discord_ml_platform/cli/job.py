@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,7 +30,9 @@ app = typer.Typer(
 )
 
 ClusterOpt = Annotated[str, typer.Option("--cluster", "-c", help="Name of the cluster the job runs on.")]
-NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace of the cluster (default: wherever it is).")]
+NamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", "-n", help="Namespace of the cluster (default: wherever it is).")
+]
 JobArg = Annotated[str, typer.Argument(help="Submission id (dmp-..., raysubmit_...) or job id.")]
 STREAM_GRACE_S = 1.0
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
@@ -44,8 +46,9 @@ JOB_COLUMNS = (
 )
 
 
-def cluster_client(cluster: str, namespace: str | None, backend: str | None, kubeconfig: str | None,
-                   context: str | None) -> JobSubmissionClient:
+def cluster_client(
+    cluster: str, namespace: str | None, backend: str | None, kubeconfig: str | None, context: str | None
+) -> JobSubmissionClient:
     """A Jobs API client for the dashboard of ``cluster`` (found through the backend)."""
     from discord_ml_platform.cli.views import find_cluster
     from discord_ml_platform.jobs import job_client
@@ -73,7 +76,9 @@ def jobs_api(job_id: str | None = None) -> Iterator[None]:
     except RuntimeError as err:
         text = str(err)
         if job_id and ("does not exist" in text or "404" in text):
-            raise CliError(f"no job {job_id!r} on this cluster", hint="list the jobs with `dmp job list --cluster NAME`") from None
+            raise CliError(
+                f"no job {job_id!r} on this cluster", hint="list the jobs with `dmp job list --cluster NAME`"
+            ) from None
         raise CliError(f"Jobs API request failed: {text}") from None
 
 
@@ -131,7 +136,7 @@ class LogPrinter:
         """Stop taking streamed lines and print the stored lines not printed yet."""
         with self._lock:
             self._closed = True
-            for text in stored.split("\n")[self._printed:]:
+            for text in stored.split("\n")[self._printed :]:
                 if text:
                     self._write(text)
 
@@ -142,7 +147,7 @@ class LogPrinter:
 
 
 def _stamp(ms: int | None) -> str | None:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat() if ms else None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat() if ms else None
 
 
 def job_record(details: Any) -> dict[str, Any]:
@@ -178,22 +183,48 @@ def submit(
     cluster: ClusterOpt,
     command: Annotated[list[str] | None, typer.Argument(help="The command to run on the cluster, after --.")] = None,
     namespace: NamespaceOpt = None,
-    working_dir: Annotated[Path | None, typer.Option("--working-dir", "-d", help="Local directory uploaded as the job's working dir.")] = None,
-    runtime_env: Annotated[Path | None, typer.Option("--runtime-env", help="Ray runtime env as a YAML or JSON file.")] = None,
-    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="Environment variable KEY=VALUE for the job (repeatable).")] = None,
-    submission_id: Annotated[str | None, typer.Option("--submission-id", help="Id to give the job (default: generated).")] = None,
-    entrypoint_num_cpus: Annotated[float | None, typer.Option("--entrypoint-num-cpus", help="CPUs reserved for the driver.")] = None,
+    working_dir: Annotated[
+        Path | None, typer.Option("--working-dir", "-d", help="Local directory uploaded as the job's working dir.")
+    ] = None,
+    runtime_env: Annotated[
+        Path | None, typer.Option("--runtime-env", help="Ray runtime env as a YAML or JSON file.")
+    ] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="Environment variable KEY=VALUE for the job (repeatable).")
+    ] = None,
+    submission_id: Annotated[
+        str | None, typer.Option("--submission-id", help="Id to give the job (default: generated).")
+    ] = None,
+    entrypoint_num_cpus: Annotated[
+        float | None, typer.Option("--entrypoint-num-cpus", help="CPUs reserved for the driver.")
+    ] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the submission id and return at once.")] = False,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds to wait for the job before giving up (default: no limit).")] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Seconds to wait for the job before giving up (default: no limit)."),
+    ] = None,
     output: OutputOpt = OutputFormat.table,
     backend: BackendOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
-    rayjob: Annotated[bool, typer.Option("--rayjob", help="Submit as a KubeRay RayJob named --cluster: KubeRay creates "
-                                         "the cluster, runs the command and deletes the cluster after it.")] = False,
-    ttl_seconds: Annotated[int, typer.Option("--ttl-seconds", min=0, help="--rayjob: seconds the cluster is kept after the job.")] = 60,
-    deadline_seconds: Annotated[int | None, typer.Option("--deadline-seconds", min=1, help="--rayjob: KubeRay stops the job after this many seconds.")] = 6 * 3600,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="--rayjob: print the RayJob instead of creating it.")] = False,
+    rayjob: Annotated[
+        bool,
+        typer.Option(
+            "--rayjob",
+            help="Submit as a KubeRay RayJob named --cluster: KubeRay creates "
+            "the cluster, runs the command and deletes the cluster after it.",
+        ),
+    ] = False,
+    ttl_seconds: Annotated[
+        int, typer.Option("--ttl-seconds", min=0, help="--rayjob: seconds the cluster is kept after the job.")
+    ] = 60,
+    deadline_seconds: Annotated[
+        int | None,
+        typer.Option("--deadline-seconds", min=1, help="--rayjob: KubeRay stops the job after this many seconds."),
+    ] = 6 * 3600,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="--rayjob: print the RayJob instead of creating it.")
+    ] = False,
 ) -> None:
     """Run a command as a Ray job on a cluster, streaming its logs; exit 0 only if it SUCCEEDED.
 
@@ -205,13 +236,29 @@ def submit(
     entrypoint = entrypoint_of(command or [])
     env_spec = load_runtime_env(runtime_env, working_dir, env or [])
     if rayjob:
-        _submit_rayjob(cluster, namespace or "ray", entrypoint, env_spec, submission_id, ttl_seconds, deadline_seconds,
-                       dry_run=dry_run, no_wait=no_wait, output=output, kubeconfig=kubeconfig, context=context)
+        _submit_rayjob(
+            cluster,
+            namespace or "ray",
+            entrypoint,
+            env_spec,
+            submission_id,
+            ttl_seconds,
+            deadline_seconds,
+            dry_run=dry_run,
+            no_wait=no_wait,
+            output=output,
+            kubeconfig=kubeconfig,
+            context=context,
+        )
         return
     client = cluster_client(cluster, namespace, backend, kubeconfig, context)
     job_id = submit_job(
-        client, entrypoint, runtime_env=env_spec, submission_id=submission_id,
-        metadata={"submitted_by": default_owner(), "dmp_cluster": cluster}, entrypoint_num_cpus=entrypoint_num_cpus,
+        client,
+        entrypoint,
+        runtime_env=env_spec,
+        submission_id=submission_id,
+        metadata={"submitted_by": default_owner(), "dmp_cluster": cluster},
+        entrypoint_num_cpus=entrypoint_num_cpus,
     )
     scripted = output in (OutputFormat.json, OutputFormat.yaml)
     if no_wait:
@@ -241,35 +288,61 @@ def submit(
         ) from None
     except TimeoutError as err:
         raise CliError(str(err), hint=f"stop it with `dmp job stop {job_id} --cluster {cluster}`") from None
-    result = {"submission_id": job_id, "cluster": cluster, "status": outcome.status, "message": outcome.message,
-              "duration_seconds": round(outcome.duration_s, 1)}
+    result = {
+        "submission_id": job_id,
+        "cluster": cluster,
+        "status": outcome.status,
+        "message": outcome.message,
+        "duration_seconds": round(outcome.duration_s, 1),
+    }
     if scripted:
         print_data(result, output)
     else:
         color = "green" if outcome.succeeded else "red"
-        stderr().print(f"job {job_id} [{color}]{outcome.status}[/] after {outcome.duration_s:.1f}s"
-                       + (f": {outcome.message.splitlines()[0]}" if outcome.message and not outcome.succeeded else ""))
+        stderr().print(
+            f"job {job_id} [{color}]{outcome.status}[/] after {outcome.duration_s:.1f}s"
+            + (f": {outcome.message.splitlines()[0]}" if outcome.message and not outcome.succeeded else "")
+        )
     if not outcome.succeeded:
         raise typer.Exit(1)
 
 
-def _submit_rayjob(name: str, namespace: str, entrypoint: str, runtime_env: dict[str, Any], submission_id: str | None,
-                   ttl_seconds: int, deadline_seconds: int | None, *, dry_run: bool, no_wait: bool,
-                   output: OutputFormat, kubeconfig: str | None, context: str | None) -> None:
+def _submit_rayjob(
+    name: str,
+    namespace: str,
+    entrypoint: str,
+    runtime_env: dict[str, Any],
+    submission_id: str | None,
+    ttl_seconds: int,
+    deadline_seconds: int | None,
+    *,
+    dry_run: bool,
+    no_wait: bool,
+    output: OutputFormat,
+    kubeconfig: str | None,
+    context: str | None,
+) -> None:
     """``dmp job submit --rayjob``: create a RayJob (head-only cluster of the defaults) and follow it."""
+    from discord_ml_platform.backends.kuberay import load_platform_config
     from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs, RayJobState, rayjob_submission_id
     from discord_ml_platform.jobs import LogFollower, job_client
     from discord_ml_platform.spec import ClusterSpec
-    from discord_ml_platform.backends.kuberay import load_platform_config
     from discord_ml_platform.spec.render import manifests_to_yaml, render_rayjob
 
     spec = ClusterSpec(name=name, namespace=namespace, owner=default_owner())
     cfg = load_platform_config()
-    manifest = render_rayjob(spec, entrypoint=entrypoint, runtime_env=runtime_env or None,
-                             submission_id=submission_id or rayjob_submission_id(name),
-                             ttl_seconds_after_finished=ttl_seconds, active_deadline_seconds=deadline_seconds,
-                             job_metadata={"submitted_by": default_owner()}, catalog=cfg.catalog, policy=cfg.policy,
-                             created_at=datetime.now(timezone.utc))
+    manifest = render_rayjob(
+        spec,
+        entrypoint=entrypoint,
+        runtime_env=runtime_env or None,
+        submission_id=submission_id or rayjob_submission_id(name),
+        ttl_seconds_after_finished=ttl_seconds,
+        active_deadline_seconds=deadline_seconds,
+        job_metadata={"submitted_by": default_owner()},
+        catalog=cfg.catalog,
+        policy=cfg.policy,
+        created_at=datetime.now(UTC),
+    )
     if dry_run:
         sys.stdout.write(manifests_to_yaml([manifest]))
         return
@@ -279,8 +352,9 @@ def _submit_rayjob(name: str, namespace: str, entrypoint: str, runtime_env: dict
         jobs.create(manifest)
         scripted = output in (OutputFormat.json, OutputFormat.yaml)
         if no_wait:
-            print_data({"rayjob": name, "namespace": namespace, "job_id": manifest["spec"]["jobId"]}, output) \
-                if scripted else print(name, flush=True)
+            print_data(
+                {"rayjob": name, "namespace": namespace, "job_id": manifest["spec"]["jobId"]}, output
+            ) if scripted else print(name, flush=True)
             return
         stderr().print(f"[dim]created RayJob {namespace}/{name}; following it (Ctrl-C detaches, KubeRay keeps it)[/]")
         printer = LogPrinter(sys.stderr if scripted else sys.stdout)
@@ -295,22 +369,32 @@ def _submit_rayjob(name: str, namespace: str, entrypoint: str, runtime_env: dict
                     stderr().print(f"[dim]{state.describe()}[/]")
                 if follower is None and state.submitted:
                     try:
-                        follower = LogFollower(job_client(state.dashboard_url, ray_auth_mode()), state.job_id,
-                                               printer.line).start()
+                        follower = LogFollower(
+                            job_client(state.dashboard_url, ray_auth_mode()), state.job_id, printer.line
+                        ).start()
                     except Exception as err:  # dashboard busy or already gone (short job, short TTL)
                         stderr().print(f"[yellow]cannot follow the job's logs yet: {err}[/]")
         except KeyboardInterrupt:
-            raise CliError(f"detached from RayJob {name}; KubeRay keeps running it",
-                           hint=f"delete it with `kubectl delete rayjob -n {namespace} {name}`",
-                           exit_code=EXIT_INTERRUPTED) from None
+            raise CliError(
+                f"detached from RayJob {name}; KubeRay keeps running it",
+                hint=f"delete it with `kubectl delete rayjob -n {namespace} {name}`",
+                exit_code=EXIT_INTERRUPTED,
+            ) from None
         if follower is not None:
             follower.join(STREAM_GRACE_S)
         if follower is None or follower.running or follower.error is not None:
             if seen.dashboard_url and seen.job_id:
                 with contextlib.suppress(Exception):
                     printer.finish(job_client(seen.dashboard_url, ray_auth_mode()).get_job_logs(seen.job_id))
-    result = {"rayjob": name, "namespace": namespace, "job_id": state.job_id, "deployment_status":
-              state.deployment_status, "status": state.job_status, "reason": state.reason, "message": state.message}
+    result = {
+        "rayjob": name,
+        "namespace": namespace,
+        "job_id": state.job_id,
+        "deployment_status": state.deployment_status,
+        "status": state.job_status,
+        "reason": state.reason,
+        "message": state.message,
+    }
     if scripted:
         print_data(result, output)
     else:
@@ -319,7 +403,10 @@ def _submit_rayjob(name: str, namespace: str, entrypoint: str, runtime_env: dict
         raise typer.Exit(1)
 
 
-@app.command("logs", epilog="Examples:\n\n  dmp job logs dmp-3f2a9c --cluster my-exp\n\n  dmp job logs dmp-3f2a9c -c my-exp --follow")
+@app.command(
+    "logs",
+    epilog="Examples:\n\n  dmp job logs dmp-3f2a9c --cluster my-exp\n\n  dmp job logs dmp-3f2a9c -c my-exp --follow",
+)
 def logs(
     job: JobArg,
     cluster: ClusterOpt,
@@ -349,7 +436,10 @@ def logs(
         raise CliError(f"log stream of {job} failed: {follower.error}")
 
 
-@app.command("status", epilog="Examples:\n\n  dmp job status dmp-3f2a9c --cluster my-exp\n\n  dmp job status dmp-3f2a9c -c my-exp -o json")
+@app.command(
+    "status",
+    epilog="Examples:\n\n  dmp job status dmp-3f2a9c --cluster my-exp\n\n  dmp job status dmp-3f2a9c -c my-exp -o json",
+)
 def status(
     job: JobArg,
     cluster: ClusterOpt,
@@ -366,7 +456,16 @@ def status(
     if output in (OutputFormat.json, OutputFormat.yaml):
         print_data(record, output)
         return
-    for key in ("submission_id", "status", "message", "entrypoint", "start_time", "end_time", "duration_seconds", "driver_exit_code"):
+    for key in (
+        "submission_id",
+        "status",
+        "message",
+        "entrypoint",
+        "start_time",
+        "end_time",
+        "duration_seconds",
+        "driver_exit_code",
+    ):
         if record.get(key) not in (None, ""):
             print(f"{key.replace('_', ' ')}: {record[key]}")
 
@@ -410,9 +509,13 @@ def list_jobs(
         records = [job_record(details) for details in client.list_jobs()]
     records.sort(key=lambda r: r["start_time"] or "", reverse=True)
     cells = [
-        {**r, "started": (r["start_time"] or "-")[:19].replace("T", " "),
-         "duration": human_duration(r["duration_seconds"]) if r["duration_seconds"] is not None else "-",
-         "entrypoint": (r["entrypoint"] or "")[:60], "message": (r["message"] or "")[:60]}
+        {
+            **r,
+            "started": (r["start_time"] or "-")[:19].replace("T", " "),
+            "duration": human_duration(r["duration_seconds"]) if r["duration_seconds"] is not None else "-",
+            "entrypoint": (r["entrypoint"] or "")[:60],
+            "message": (r["message"] or "")[:60],
+        }
         for r in records
     ]
     print_rows(records, JOB_COLUMNS, output, cells=cells, empty=f"no jobs on cluster {cluster}")

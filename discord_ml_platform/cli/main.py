@@ -22,7 +22,7 @@ class DmpApp(typer.Typer):
             return super().__call__(*args, **kwargs)
         except SystemExit:
             raise
-        except BaseException as exc:  # noqa: BLE001 - every error ends as a message and an exit code
+        except BaseException as exc:
             sys.exit(handle(exc))
 
 

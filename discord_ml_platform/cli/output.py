@@ -9,7 +9,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import Annotated, Any
 
@@ -101,7 +101,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     return str(value)
 
 
@@ -164,6 +164,6 @@ def human_until(moment: datetime | None, now: datetime | None = None) -> str:
     """``in 7h59m`` or ``expired 3m ago`` (``-`` when unknown)."""
     if moment is None:
         return "-"
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     delta = (moment - now).total_seconds()
     return f"in {human_duration(delta)}" if delta > 0 else f"expired {human_duration(delta)} ago"

@@ -10,7 +10,7 @@ import importlib.util
 import os
 import shutil
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,7 +54,7 @@ app = typer.Typer(
 
 def yesterday_utc() -> date:
     """The last complete daily partition."""
-    return datetime.now(timezone.utc).date() - timedelta(days=1)
+    return datetime.now(UTC).date() - timedelta(days=1)
 
 
 def project_root() -> Path | None:
@@ -168,20 +168,30 @@ def _failures(result: Any) -> list[str]:
     ),
 )
 def ad_relevance(
-    day: Annotated[str | None, typer.Option("--date", help="Daily partition YYYY-MM-DD (default: yesterday, UTC).")] = None,
+    day: Annotated[
+        str | None, typer.Option("--date", help="Daily partition YYYY-MM-DD (default: yesterday, UTC).")
+    ] = None,
     rows: Annotated[int, typer.Option("--rows", help="Rows of the synthetic window when none has landed.")] = 40_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic data.")] = 7,
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 2,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Ray Train workers (cluster worker nodes).")] = 2,
-    gpu_type: Annotated[str, typer.Option("--gpu-type", "-g", autocompletion=complete_gpu_type, help="GPU pool of the workers.")] = "cpu",
+    gpu_type: Annotated[
+        str, typer.Option("--gpu-type", "-g", autocompletion=complete_gpu_type, help="GPU pool of the workers.")
+    ] = "cpu",
     gpus_per_worker: Annotated[int, typer.Option("--gpus-per-worker", help="GPUs per worker (0 on cpu).")] = 0,
     cpus_per_worker: Annotated[float, typer.Option("--cpus", help="CPUs per worker.")] = 1,
     memory: Annotated[str, typer.Option("--memory", "-m", help="Memory per worker (Kubernetes quantity).")] = "2Gi",
     # Smaller than the Launchpad's 1024: the default 40k-row window gives 2 workers only ~16 steps
     # an epoch at 1024, too few for the embeddings to learn anything.
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Per-worker training batch size (256 suits the default 40k rows).")] = 256,
-    embedding_dim: Annotated[int, typer.Option("--embedding-dim", help="Embedding width (32 wins on windows of millions of rows).")] = 16,
-    model_name: Annotated[str, typer.Option("--model-name", help="Model name (directory under the data root).")] = "ad-relevance",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Per-worker training batch size (256 suits the default 40k rows).")
+    ] = 256,
+    embedding_dim: Annotated[
+        int, typer.Option("--embedding-dim", help="Embedding width (32 wins on windows of millions of rows).")
+    ] = 16,
+    model_name: Annotated[
+        str, typer.Option("--model-name", help="Model name (directory under the data root).")
+    ] = "ad-relevance",
     output: OutputOpt = OutputFormat.table,
     backend: BackendOpt = None,
     kubeconfig: KubeconfigOpt = None,
@@ -200,13 +210,24 @@ def ad_relevance(
     if choice.context:
         os.environ["DMP_KUBE_CONTEXT"] = choice.context
     home = ensure_dagster_home()
-    cluster = {"gpu_pool": gpu_type, "workers": workers, "gpus_per_worker": gpus_per_worker,
-               "cpus_per_worker": cpus_per_worker, "memory_per_worker": memory}
+    cluster = {
+        "gpu_pool": gpu_type,
+        "workers": workers,
+        "gpus_per_worker": gpus_per_worker,
+        "cpus_per_worker": cpus_per_worker,
+        "memory_per_worker": memory,
+    }
     err = stderr()
     err.print(f"[dim]loading the code location (backend {choice.name}, DAGSTER_HOME={home})[/]")
     run_config = build_run_config(
         {"generate_if_missing": True, "rows": rows, "seed": seed},
-        {**cluster, "model_name": model_name, "epochs": epochs, "batch_size": batch_size, "embedding_dim": embedding_dim},
+        {
+            **cluster,
+            "model_name": model_name,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "embedding_dim": embedding_dim,
+        },
         {**cluster, "model_name": model_name},
     )
 
@@ -217,17 +238,22 @@ def ad_relevance(
 
     job = defs.resolve_job_def(JOB_NAME)
     if job.partitions_def is not None and not job.partitions_def.has_partition_key(partition):
-        raise UsageProblem(f"--date: {partition} is not a partition of {JOB_NAME} ({job.partitions_def})",
-                           hint=f"the latest complete day is {yesterday_utc().isoformat()}")
+        raise UsageProblem(
+            f"--date: {partition} is not a partition of {JOB_NAME} ({job.partitions_def})",
+            hint=f"the latest complete day is {yesterday_utc().isoformat()}",
+        )
     err.print(f"running {JOB_NAME} for {partition} on backend {choice.name} ...", markup=False)
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(partition_key=partition, run_config=run_config, instance=instance,
-                                        raise_on_error=False)
+        result = job.execute_in_process(
+            partition_key=partition, run_config=run_config, instance=instance, raise_on_error=False
+        )
     assets = materializations(result)
     data_root = DataRootResource()
     outputs = {
-        "model_dir": assets.get("ad_relevance_model", {}).get("model_dir") or str(data_root.model_dir(model_name, partition)),
-        "scores_dir": assets.get("ad_relevance_scores", {}).get("output_path") or str(data_root.scores_dir(model_name, partition)),
+        "model_dir": assets.get("ad_relevance_model", {}).get("model_dir")
+        or str(data_root.model_dir(model_name, partition)),
+        "scores_dir": assets.get("ad_relevance_scores", {}).get("output_path")
+        or str(data_root.scores_dir(model_name, partition)),
     }
     root = project_root()
     workspace = root / "workspace.yaml" if root else Path("workspace.yaml")
@@ -256,7 +282,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
     console = stdout()
     state = "[green]succeeded[/]" if summary["success"] else "[red]FAILED[/]"
-    console.print(f"\nrun [bold]{summary['run_id']}[/] {state} ({escape(summary['partition'])}, backend {summary['backend']})")
+    console.print(
+        f"\nrun [bold]{summary['run_id']}[/] {state} ({escape(summary['partition'])}, backend {summary['backend']})"
+    )
     for line in summary["failures"]:
         console.print(f"  [red]✗[/] {escape(line)}")
     metrics = summary["metrics"]

@@ -181,12 +181,14 @@ def _print_up(info: dict[str, Any], output: OutputFormat, note: str) -> None:
 
 @app.command(
     "up",
-    epilog="Examples:\n\n  dmp sandbox up\n\n  eval \"$(dmp sandbox up)\" && dmp cluster list --backend kuberay\n\n  DMP_SANDBOX_DIR=/tmp/sb dmp sandbox up --port 8001 --fresh",
+    epilog='Examples:\n\n  dmp sandbox up\n\n  eval "$(dmp sandbox up)" && dmp cluster list --backend kuberay\n\n  DMP_SANDBOX_DIR=/tmp/sb dmp sandbox up --port 8001 --fresh',
 )
 def up(
     port: Annotated[int, typer.Option("--port", help="TCP port on 127.0.0.1 (default: a free one).")] = 0,
     fresh: Annotated[bool, typer.Option("--fresh", help="Forget the objects saved by the last run.")] = False,
-    api_only: Annotated[bool, typer.Option("--api-only", help="Only the API server: no operator, RayClusters stay pending.")] = False,
+    api_only: Annotated[
+        bool, typer.Option("--api-only", help="Only the API server: no operator, RayClusters stay pending.")
+    ] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the server to answer.")] = 60,
     output: OutputOpt = OutputFormat.plain,
 ) -> None:
@@ -206,16 +208,35 @@ def up(
         paths.state_file.unlink(missing_ok=True)
     with_operator = not api_only and _module_exists(RUNNER_MODULE)
     if with_operator:
-        cmd = [sys.executable, "-m", RUNNER_MODULE, "--port", str(port), "--kubeconfig", str(paths.kubeconfig),
-               "--state-dir", str(paths.root)]
+        cmd = [
+            sys.executable,
+            "-m",
+            RUNNER_MODULE,
+            "--port",
+            str(port),
+            "--kubeconfig",
+            str(paths.kubeconfig),
+            "--state-dir",
+            str(paths.root),
+        ]
     else:
-        cmd = [sys.executable, "-m", APISERVER_MODULE, "--port", str(port), "--kubeconfig", str(paths.kubeconfig),
-               "--state-file", str(paths.state_file)]
+        cmd = [
+            sys.executable,
+            "-m",
+            APISERVER_MODULE,
+            "--port",
+            str(port),
+            "--kubeconfig",
+            str(paths.kubeconfig),
+            "--state-file",
+            str(paths.state_file),
+        ]
     log_start = paths.log.stat().st_size if paths.log.exists() else 0
     with open(paths.log, "ab") as log:
         # Own session: the server outlives this command and a Ctrl-C in the shell does not reach it.
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=paths.root)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=paths.root
+        )
     paths.pid_file.write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + timeout
     while True:
@@ -256,10 +277,14 @@ def _stop_group(pid: int, grace_s: float) -> bool:
     return True
 
 
-@app.command("down", epilog="Examples:\n\n  dmp sandbox down\n\n  dmp sandbox down --purge   (also forget the saved objects)")
+@app.command(
+    "down", epilog="Examples:\n\n  dmp sandbox down\n\n  dmp sandbox down --purge   (also forget the saved objects)"
+)
 def down(
     purge: Annotated[bool, typer.Option("--purge", help="Also delete the saved objects and the log.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait (it stops its local Ray clusters) before killing it.")] = 60,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait (it stops its local Ray clusters) before killing it.")
+    ] = 60,
 ) -> None:
     """Stop the sandbox started by `dmp sandbox up` (by its recorded PID), and the Ray clusters its operator runs."""
     _require_sandbox()

@@ -25,7 +25,12 @@ def platform_config() -> PlatformConfig:
     Raises:
         UsageProblem: when the file is missing or invalid (names the key at fault).
     """
-    from discord_ml_platform.spec import DEFAULT_PLATFORM_CONFIG, PLATFORM_CONFIG_ENV, ConfigError, platform_config_from_yaml
+    from discord_ml_platform.spec import (
+        DEFAULT_PLATFORM_CONFIG,
+        PLATFORM_CONFIG_ENV,
+        ConfigError,
+        platform_config_from_yaml,
+    )
 
     path = os.environ.get(PLATFORM_CONFIG_ENV)
     if not path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from discord_ml_platform.cli.errors import CliError, UsageProblem
@@ -66,7 +66,7 @@ def cluster_row(info: ClusterInfo, catalog: GpuCatalog, now: datetime | None = N
     """
     from discord_ml_platform.spec.labels import EXPIRES_AT, GPU_TYPE, OWNER, RUN_ID, TEAM, parse_expiry
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     labels = dict(info.labels)
     spec = _spec_of(info)
     gpu_type = labels.get(GPU_TYPE) or spec.get("gpu_type")
@@ -78,7 +78,7 @@ def cluster_row(info: ClusterInfo, catalog: GpuCatalog, now: datetime | None = N
     price = None
     if gpu is not None:
         price = round(gpu.hourly_price_usd * (total if gpu.has_gpus else info.desired_workers + 1), 4)
-    created = info.created_at if info.created_at.tzinfo else info.created_at.replace(tzinfo=timezone.utc)
+    created = info.created_at if info.created_at.tzinfo else info.created_at.replace(tzinfo=UTC)
     expires = parse_expiry(labels.get(EXPIRES_AT))
     endpoints = info.endpoints
     return {
@@ -106,7 +106,7 @@ def cluster_row(info: ClusterInfo, catalog: GpuCatalog, now: datetime | None = N
 
 def display_cells(row: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
     """The table's text for one row of :func:`cluster_row`."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     gpus = row["gpu_type"] or "?"
     if row["total_gpus"]:
         gpus = f"{gpus} x {row['total_gpus']}"

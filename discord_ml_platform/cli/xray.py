@@ -32,17 +32,26 @@ def _is_loopback(host: str) -> bool:
 def xray(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
-    backend: Annotated[list[str] | None, typer.Option(
-        "--backend", "-b", metavar="local|kuberay",
-        help="Backend to show (repeatable). Default: local, plus kuberay when a kubeconfig's API server answers.",
-    )] = None,
+    backend: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--backend",
+            "-b",
+            metavar="local|kuberay",
+            help="Backend to show (repeatable). Default: local, plus kuberay when a kubeconfig's API server answers.",
+        ),
+    ] = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
-    dagster_url: Annotated[str | None, typer.Option(
-        help="Dagster webserver URL for run links (default: $DMP_DAGSTER_URL or http://localhost:3000).")] = None,
+    dagster_url: Annotated[
+        str | None,
+        typer.Option(help="Dagster webserver URL for run links (default: $DMP_DAGSTER_URL or http://localhost:3000)."),
+    ] = None,
     refresh: Annotated[float, typer.Option(min=2, help="Seconds between list refreshes in the browser.")] = 10,
-    notebook_idle_minutes: Annotated[float | None, typer.Option(
-        min=1, help="Stop notebooks idle this long (default: $DMP_XRAY_NOTEBOOK_IDLE_MINUTES or 60).")] = None,
+    notebook_idle_minutes: Annotated[
+        float | None,
+        typer.Option(min=1, help="Stop notebooks idle this long (default: $DMP_XRAY_NOTEBOOK_IDLE_MINUTES or 60)."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the X-Ray dashboard: every cluster, its owner, hardware, health and cost; notebooks on them."""
@@ -63,13 +72,19 @@ def xray(
     for name in names:
         backends[name] = open_backend(choose_backend(name, kubeconfig, context))
     settings = XRaySettings.from_env(
-        dagster_url=dagster_url, refresh_s=refresh, platform_config=platform_config(),
+        dagster_url=dagster_url,
+        refresh_s=refresh,
+        platform_config=platform_config(),
         ray_auth_mode=ray_auth_mode(),
         notebook_idle_timeout_s=int(notebook_idle_minutes * 60) if notebook_idle_minutes else None,
     )
     err = stderr()
     shown = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-    mode = "actions enabled (token from $DMP_XRAY_TOKEN)" if settings.writes_enabled else "read-only ($DMP_XRAY_TOKEN unset)"
+    mode = (
+        "actions enabled (token from $DMP_XRAY_TOKEN)"
+        if settings.writes_enabled
+        else "read-only ($DMP_XRAY_TOKEN unset)"
+    )
     err.print(f"X-Ray on {shown} ({', '.join(backends)}; {mode}); API docs at {shown}/api/docs")
     if settings.writes_enabled and not _is_loopback(host):
         err.print("[yellow]warning: listening beyond loopback without TLS; put it behind an HTTPS proxy[/]")

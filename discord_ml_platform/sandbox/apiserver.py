@@ -120,8 +120,12 @@ class ApiServer:
         self.stopping.clear()
         self._httpd = _HTTPServer((self.host, self.port), handler)
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"dmp-sandbox-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"dmp-sandbox-{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         log.info("sandbox API server listening on %s", self.url)
         return self
@@ -168,7 +172,10 @@ class ApiServer:
         return kubeconfig_dict(self.url, token or self.token, namespace=namespace, context=context)
 
     def write_kubeconfig(
-        self, path: str | os.PathLike[str], token: str | None = None, namespace: str = "default",
+        self,
+        path: str | os.PathLike[str],
+        token: str | None = None,
+        namespace: str = "default",
         context: str = CONTEXT,
     ) -> Path:
         """Write a kubeconfig whose context ``dmp-sandbox`` points at this server.
@@ -196,8 +203,7 @@ class ApiServer:
         from kubernetes import client, config  # heavy: only imported when asked for
 
         cfg = client.Configuration()
-        config.load_kube_config_from_dict(self.kubeconfig(token), client_configuration=cfg,
-                                          persist_config=False)
+        config.load_kube_config_from_dict(self.kubeconfig(token), client_configuration=cfg, persist_config=False)
         return client.ApiClient(cfg)
 
 
@@ -206,21 +212,30 @@ Sandbox = ApiServer
 
 def main(argv: list[str] | None = None) -> int:
     """Serve in the foreground until SIGINT/SIGTERM (``python -m ...sandbox.apiserver``)."""
-    parser = argparse.ArgumentParser(prog="python -m discord_ml_platform.sandbox.apiserver",
-                                     description="Local Kubernetes API sandbox for tests and demos.")
+    parser = argparse.ArgumentParser(
+        prog="python -m discord_ml_platform.sandbox.apiserver",
+        description="Local Kubernetes API sandbox for tests and demos.",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
     parser.add_argument("--kubeconfig", help="write a kubeconfig for this server to this path")
-    parser.add_argument("--namespaces", default=",".join(DEFAULT_NAMESPACES),
-                        help="comma-separated namespaces created at start")
+    parser.add_argument(
+        "--namespaces", default=",".join(DEFAULT_NAMESPACES), help="comma-separated namespaces created at start"
+    )
     parser.add_argument("--token", help="bearer token for the kubeconfig (default: random)")
     parser.add_argument("--require-token", action="store_true", help="answer 401 to requests without the token")
     parser.add_argument("--state-file", help="load objects from / save them to this JSON file")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    server = ApiServer(host=args.host, port=args.port, token=args.token, require_token=args.require_token,
-                       namespaces=[n for n in args.namespaces.split(",") if n], state_file=args.state_file)
+    server = ApiServer(
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        require_token=args.require_token,
+        namespaces=[n for n in args.namespaces.split(",") if n],
+        state_file=args.state_file,
+    )
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())

@@ -19,8 +19,7 @@ Authorizer = Callable[[str | None, str, str, str, str | None, str | None], bool]
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
-def allow_all(token: str | None, verb: str, group: str, resource: str,
-              namespace: str | None, name: str | None) -> bool:
+def allow_all(token: str | None, verb: str, group: str, resource: str, namespace: str | None, name: str | None) -> bool:
     """The default authorizer: every request is allowed."""
     return True
 
@@ -47,8 +46,9 @@ class RbacAuthorizer:
         self.users = dict(users)
         self.admin_tokens = set(admin_tokens)
 
-    def __call__(self, token: str | None, verb: str, group: str, resource: str,
-                 namespace: str | None, name: str | None) -> bool:
+    def __call__(
+        self, token: str | None, verb: str, group: str, resource: str, namespace: str | None, name: str | None
+    ) -> bool:
         if token in self.admin_tokens:
             return True
         user = self.users.get(token or "")

@@ -44,13 +44,23 @@ class DeletionMixin:
         def _type(self, group: str, plural: str) -> ResourceType: ...
         def _commit(self, rt: ResourceType, obj: dict[str, Any], prev: dict[str, Any] | None) -> dict[str, Any]: ...
         def _drop(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]: ...
-        def _write(self, rt: ResourceType, old: dict[str, Any], new: dict[str, Any], subresource: str | None,
-                   dry_run: bool) -> dict[str, Any]: ...
-        def select(self, rt: ResourceType, namespace: str | None, label_selector: str | None = None,
-                   field_selector: str | None = None) -> list[dict[str, Any]]: ...
+        def _write(
+            self, rt: ResourceType, old: dict[str, Any], new: dict[str, Any], subresource: str | None, dry_run: bool
+        ) -> dict[str, Any]: ...
+        def select(
+            self,
+            rt: ResourceType,
+            namespace: str | None,
+            label_selector: str | None = None,
+            field_selector: str | None = None,
+        ) -> list[dict[str, Any]]: ...
 
     def delete(
-        self, rt: ResourceType, namespace: str | None, name: str, options: dict[str, Any] | None = None,
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        options: dict[str, Any] | None = None,
         dry_run: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         """Delete an object (``DELETE``); returns ``(object, gone_now)``.
@@ -66,12 +76,22 @@ class DeletionMixin:
             obj = self._require(rt, namespace, name)
             pre = options.get("preconditions") or {}
             if pre.get("uid") and pre["uid"] != obj["metadata"]["uid"]:
-                raise conflict(rt.plural, rt.group, name, f"Precondition failed: UID in precondition: "
-                               f"{pre['uid']}, UID in object meta: {obj['metadata']['uid']}")
+                raise conflict(
+                    rt.plural,
+                    rt.group,
+                    name,
+                    f"Precondition failed: UID in precondition: "
+                    f"{pre['uid']}, UID in object meta: {obj['metadata']['uid']}",
+                )
             if pre.get("resourceVersion") and pre["resourceVersion"] != obj["metadata"]["resourceVersion"]:
-                raise conflict(rt.plural, rt.group, name, "Precondition failed: resourceVersion in precondition: "
-                               f"{pre['resourceVersion']}, resourceVersion in object meta: "
-                               f"{obj['metadata']['resourceVersion']}")
+                raise conflict(
+                    rt.plural,
+                    rt.group,
+                    name,
+                    "Precondition failed: resourceVersion in precondition: "
+                    f"{pre['resourceVersion']}, resourceVersion in object meta: "
+                    f"{obj['metadata']['resourceVersion']}",
+                )
             policy = options.get("propagationPolicy")
             if policy not in (None, "Orphan", "Background", "Foreground"):
                 raise bad_request(f"unsupported propagationPolicy {policy!r}")
@@ -141,8 +161,11 @@ class DeletionMixin:
     def _collect_dependents(self, owner_uid: str) -> None:
         """The garbage collector's part: a dependent whose owners are all gone is deleted."""
         for rt, dep in self._dependents(owner_uid):
-            live = [r for r in dep["metadata"]["ownerReferences"]
-                    if r.get("uid") != owner_uid and r.get("uid") in self._uids]
+            live = [
+                r
+                for r in dep["metadata"]["ownerReferences"]
+                if r.get("uid") != owner_uid and r.get("uid") in self._uids
+            ]
             if live:
                 new = copy.deepcopy(dep)
                 new["metadata"]["ownerReferences"] = live
@@ -194,8 +217,12 @@ class DeletionMixin:
         return True
 
     def delete_collection(
-        self, rt: ResourceType, namespace: str | None, label_selector: str | None,
-        field_selector: str | None, options: dict[str, Any] | None = None,
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        label_selector: str | None,
+        field_selector: str | None,
+        options: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Delete every matching object (``DELETE`` on a collection); returns the list deleted."""
         with self.cond:
@@ -203,5 +230,9 @@ class DeletionMixin:
             for obj in items:
                 if self._raw(rt, obj["metadata"].get("namespace"), obj["metadata"]["name"]) is not None:
                     self.delete(rt, obj["metadata"].get("namespace"), obj["metadata"]["name"], options)
-            return {"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
-                    "metadata": {"resourceVersion": str(self._rv)}, "items": copy.deepcopy(items)}
+            return {
+                "kind": f"{rt.kind}List",
+                "apiVersion": rt.api_version,
+                "metadata": {"resourceVersion": str(self._rv)},
+                "items": copy.deepcopy(items),
+            }

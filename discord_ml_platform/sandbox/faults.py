@@ -43,9 +43,10 @@ class FaultRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    verb: str | None = Field(
-        None, description="get, list, watch, create, update, patch, delete, deletecollection.")
-    resource: str | None = Field(None, description="Plural resource, e.g. 'rayclusters'; 'pods/status' for a subresource.")
+    verb: str | None = Field(None, description="get, list, watch, create, update, patch, delete, deletecollection.")
+    resource: str | None = Field(
+        None, description="Plural resource, e.g. 'rayclusters'; 'pods/status' for a subresource."
+    )
     group: str | None = Field(None, description="API group; '' is core.")
     namespace: str | None = Field(None, description="Namespace of the request.")
     name: str | None = Field(None, description="Object name of the request.")
@@ -144,9 +145,18 @@ class FaultInjector:
         message: str = "injected fault",
     ) -> FaultRule:
         """Answer ``status_code`` to the next ``times`` matching requests."""
-        return self.add(FaultRule(verb=verb, resource=resource, namespace=namespace, name=name,
-                                  status_code=status_code, times=times, retry_after_s=retry_after_s,
-                                  message=message))
+        return self.add(
+            FaultRule(
+                verb=verb,
+                resource=resource,
+                namespace=namespace,
+                name=name,
+                status_code=status_code,
+                times=times,
+                retry_after_s=retry_after_s,
+                message=message,
+            )
+        )
 
     def delay(
         self, verb: str | None = None, resource: str | None = None, *, seconds: float, times: int | None = None
@@ -185,9 +195,7 @@ class FaultInjector:
 
     # --- used by the server ------------------------------------------------------------------
 
-    def decide(
-        self, verb: str, group: str, resource: str, namespace: str | None, name: str | None
-    ) -> FaultOutcome:
+    def decide(self, verb: str, group: str, resource: str, namespace: str | None, name: str | None) -> FaultOutcome:
         """Consume matching rules and say what to do with one request.
 
         Latency adds up over every matching rule; the first matching error or drop wins.
@@ -210,9 +218,13 @@ class FaultInjector:
             self._state.rules = [r for r in self._state.rules if r.times is None or r.times > 0]
         if chosen is None:
             return FaultOutcome(latency_s=latency)
-        return FaultOutcome(latency_s=latency, status_code=chosen.status_code,
-                            retry_after_s=chosen.retry_after_s, drop_connection=chosen.drop_connection,
-                            message=chosen.message)
+        return FaultOutcome(
+            latency_s=latency,
+            status_code=chosen.status_code,
+            retry_after_s=chosen.retry_after_s,
+            drop_connection=chosen.drop_connection,
+            message=chosen.message,
+        )
 
 
 def operator_faults_for(obj: Mapping[str, Any], global_faults: OperatorFaults | None = None) -> OperatorFaults:
@@ -230,7 +242,7 @@ def operator_faults_for(obj: Mapping[str, Any], global_faults: OperatorFaults | 
     for key, raw in annotations.items():
         if not key.startswith(FAULT_ANNOTATION_PREFIX):
             continue
-        field = key[len(FAULT_ANNOTATION_PREFIX):].replace("-", "_")
+        field = key[len(FAULT_ANNOTATION_PREFIX) :].replace("-", "_")
         if field in base:
             base[field] = raw.strip().lower() in ("1", "true", "yes") if isinstance(base[field], bool) else raw
     return OperatorFaults.model_validate(base)

@@ -26,11 +26,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_ERROR_REASONS = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout",
-                  409: "Conflict", 404: "NotFound", 403: "Forbidden", 401: "Unauthorized", 400: "BadRequest"}
-KUBE_VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-dmp-sandbox", "gitCommit": "sandbox",
-                "gitTreeState": "clean", "buildDate": "2024-08-13T00:00:00Z", "goVersion": "go1.22.5",
-                "compiler": "gc", "platform": "linux/amd64"}
+_ERROR_REASONS = {
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+    409: "Conflict",
+    404: "NotFound",
+    403: "Forbidden",
+    401: "Unauthorized",
+    400: "BadRequest",
+}
+KUBE_VERSION = {
+    "major": "1",
+    "minor": "31",
+    "gitVersion": "v1.31.0-dmp-sandbox",
+    "gitCommit": "sandbox",
+    "gitTreeState": "clean",
+    "buildDate": "2024-08-13T00:00:00Z",
+    "goVersion": "go1.22.5",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
 
 
 def _truthy(value: str | None) -> bool:
@@ -46,7 +63,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 
     # --- plumbing ----------------------------------------------------------------------------
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     def setup(self) -> None:
@@ -63,19 +80,19 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         self._handle("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._handle("POST")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._handle("PUT")
 
-    def do_PATCH(self) -> None:  # noqa: N802
+    def do_PATCH(self) -> None:
         self._handle("PATCH")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._handle("DELETE")
 
     def _send_json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -127,8 +144,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             token = self._token()
             if self.app.tokens is not None and token not in self.app.tokens:
                 raise ApiError("Unauthorized", "Unauthorized", code=401)
-            if not self.app.authorizer(token, target.verb, target.rt.group, target.rbac_resource,
-                                       target.namespace, target.name):
+            if not self.app.authorizer(
+                token, target.verb, target.rt.group, target.rbac_resource, target.namespace, target.name
+            ):
                 raise _forbidden(target, token)
             self._resource(method, target, query, raw)
         except ApiError as err:
@@ -144,8 +162,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         return auth[7:].strip() if auth.lower().startswith("bearer ") else None
 
     def _inject_faults(self, target: Target) -> bool:
-        out = self.app.faults.decide(target.verb, target.rt.group, target.rbac_resource, target.namespace,
-                                     target.name)
+        out = self.app.faults.decide(target.verb, target.rt.group, target.rbac_resource, target.namespace, target.name)
         if out.latency_s:
             time.sleep(out.latency_s)
         if out.drop_connection:
@@ -205,14 +222,24 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             return self._send_json(200, store.get(t.rt, t.namespace, t.name or ""))
         if t.verb == "list":
             limit = int(query["limit"]) if query.get("limit", "").isdigit() else None
-            return self._send_json(200, store.list(t.rt, t.namespace, query.get("labelSelector"),
-                                                   query.get("fieldSelector"), limit, query.get("continue")))
+            return self._send_json(
+                200,
+                store.list(
+                    t.rt,
+                    t.namespace,
+                    query.get("labelSelector"),
+                    query.get("fieldSelector"),
+                    limit,
+                    query.get("continue"),
+                ),
+            )
         body = self._decode(raw, ctype)
         if t.verb == "create":
             return self._send_json(201, store.create(t.rt, t.namespace, body or {}, dry_run))
         if t.verb == "update":
-            return self._send_json(200, store.update(t.rt, t.namespace, t.name or "", body or {},
-                                                     t.subresource, dry_run))
+            return self._send_json(
+                200, store.update(t.rt, t.namespace, t.name or "", body or {}, t.subresource, dry_run)
+            )
         if t.verb == "patch":
             obj, created = store.patch(t.rt, t.namespace, t.name or "", ctype, body, t.subresource, dry_run)
             return self._send_json(201 if created else 200, obj)
@@ -226,15 +253,20 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             obj, gone_now = store.delete(t.rt, t.namespace, t.name or "", options, dry_run)
             # 202 Accepted while finalizers keep the object, like kube-apiserver.
             return self._send_json(200 if gone_now else 202, obj)
-        return self._send_json(200, store.delete_collection(t.rt, t.namespace, query.get("labelSelector"),
-                                                            query.get("fieldSelector"), options))
+        return self._send_json(
+            200,
+            store.delete_collection(t.rt, t.namespace, query.get("labelSelector"), query.get("fieldSelector"), options),
+        )
 
     def _watch(self, t: Target, query: dict[str, str]) -> None:
         timeout = query.get("timeoutSeconds")
         req = WatchRequest(
-            rt=t.rt, namespace=t.namespace, name=t.name,
+            rt=t.rt,
+            namespace=t.namespace,
+            name=t.name,
             resource_version=query.get("resourceVersion"),
-            label_selector=query.get("labelSelector"), field_selector=query.get("fieldSelector"),
+            label_selector=query.get("labelSelector"),
+            field_selector=query.get("fieldSelector"),
             timeout_s=float(timeout) if timeout else None,
             bookmarks=_truthy(query.get("allowWatchBookmarks")),
             send_initial_events=_truthy(query.get("sendInitialEvents")),
@@ -302,8 +334,9 @@ def _forbidden(t: Target, token: str | None) -> ApiError:
     where = f' in the namespace "{t.namespace}"' if t.namespace else " at the cluster scope"
     name = f'"{t.name}"' if t.name else ""
     group = t.rt.group
-    return ApiError("Forbidden",
-                    f'{t.rbac_resource}{"." + group if group else ""} {name} is forbidden: the bearer token '
-                    f'cannot {t.verb} resource "{t.rbac_resource}" in API group "{group}"{where}'.replace("  ", " "),
-                    details={"name": t.name or "", "group": group, "kind": t.rt.plural})
-
+    return ApiError(
+        "Forbidden",
+        f"{t.rbac_resource}{'.' + group if group else ''} {name} is forbidden: the bearer token "
+        f'cannot {t.verb} resource "{t.rbac_resource}" in API group "{group}"{where}'.replace("  ", " "),
+        details={"name": t.name or "", "group": group, "kind": t.rt.plural},
+    )

@@ -14,7 +14,7 @@ import random
 import re
 import string
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .errors import bad_request, invalid
@@ -34,7 +34,7 @@ _NON_SPEC = {"metadata", "status", "kind", "apiVersion"}
 
 def now_rfc3339() -> str:
     """Current UTC time as kube-apiserver writes timestamps (second precision, ``Z``)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def generate_name(prefix: str) -> str:
@@ -82,22 +82,42 @@ def validate_object(rt: ResourceType, obj: dict[str, Any]) -> None:
         causes.append(("metadata.name", "Required value: name or generateName is required"))
     elif rt.plural in _LABEL_NAMED:
         if len(name) > 63 or not _DNS_LABEL.match(name):
-            causes.append(("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of '
-                           "lower case alphanumeric characters or '-', and must start and end with an "
-                           "alphanumeric character"))
+            causes.append(
+                (
+                    "metadata.name",
+                    f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of '
+                    "lower case alphanumeric characters or '-', and must start and end with an "
+                    "alphanumeric character",
+                )
+            )
     elif len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-        causes.append(("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of '
-                       "lower case alphanumeric characters, '-' or '.', and must start and end with an "
-                       "alphanumeric character"))
+        causes.append(
+            (
+                "metadata.name",
+                f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of '
+                "lower case alphanumeric characters, '-' or '.', and must start and end with an "
+                "alphanumeric character",
+            )
+        )
     for key, value in (m.get("labels") or {}).items():
         prefix, _, label = key.rpartition("/")
         if not _LABEL_NAME.match(label) or len(label) > 63 or (prefix and not _DNS_SUBDOMAIN.match(prefix)):
-            causes.append(("metadata.labels", f'Invalid value: "{key}": name part must consist of alphanumeric '
-                           "characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
+            causes.append(
+                (
+                    "metadata.labels",
+                    f'Invalid value: "{key}": name part must consist of alphanumeric '
+                    "characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+                )
+            )
         if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
-            causes.append(("metadata.labels", f'Invalid value: "{value}": a valid label must be an empty string '
-                           "or consist of alphanumeric characters, '-', '_' or '.', and must start and end with "
-                           "an alphanumeric character"))
+            causes.append(
+                (
+                    "metadata.labels",
+                    f'Invalid value: "{value}": a valid label must be an empty string '
+                    "or consist of alphanumeric characters, '-', '_' or '.', and must start and end with "
+                    "an alphanumeric character",
+                )
+            )
     if rt.group == "" and rt.plural == "pods" and not ((obj.get("spec") or {}).get("containers")):
         causes.append(("spec.containers", "Required value"))
     if causes:
@@ -112,16 +132,18 @@ def check_identity(rt: ResourceType, obj: dict[str, Any], namespace: str | None,
     """
     kind, api_version = obj.get("kind"), obj.get("apiVersion")
     if kind and kind != rt.kind:
-        raise bad_request(f"the API version in the data ({api_version}) does not match the expected API "
-                          f"version ({rt.api_version}) or kind {kind} is not {rt.kind}")
+        raise bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API "
+            f"version ({rt.api_version}) or kind {kind} is not {rt.kind}"
+        )
     if api_version and api_version != rt.api_version:
-        raise bad_request(f"the API version in the data ({api_version}) does not match the expected API "
-                          f"version ({rt.api_version})")
+        raise bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API version ({rt.api_version})"
+        )
     m = meta(obj)
     body_ns = m.get("namespace")
     if rt.namespaced and body_ns and namespace and body_ns != namespace:
-        raise bad_request("the namespace of the provided object does not match the namespace sent on the "
-                          "request")
+        raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
     if name is not None and m.get("name") and m["name"] != name:
         raise bad_request(f"the name of the object ({m['name']}) does not match the name on the URL ({name})")
 
@@ -224,8 +246,16 @@ def merge_for_update(
         else:
             result.pop("status", None)
     m, om = meta(result), old["metadata"]
-    for key in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation",
-                "name", "namespace", "generateName"):
+    for key in (
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "name",
+        "namespace",
+        "generateName",
+    ):
         if key in om:
             m[key] = om[key]
         else:
@@ -235,9 +265,18 @@ def merge_for_update(
     if om.get("deletionTimestamp"):
         added = set(m.get("finalizers") or []) - set(om.get("finalizers") or [])
         if added:
-            raise invalid(rt.kind, rt.group, om["name"], [(
-                "metadata.finalizers", f"Forbidden: no new finalizers can be added if the object is being deleted, "
-                f"found new finalizers {sorted(added)}")])
+            raise invalid(
+                rt.kind,
+                rt.group,
+                om["name"],
+                [
+                    (
+                        "metadata.finalizers",
+                        f"Forbidden: no new finalizers can be added if the object is being deleted, "
+                        f"found new finalizers {sorted(added)}",
+                    )
+                ],
+            )
     prune_empty_metadata(result)
     if spec_changed(old, result):
         m["generation"] = int(om.get("generation") or 1) + 1
@@ -266,4 +305,3 @@ def parse_continue(token: str) -> tuple[int, str]:
 def random_token(length: int = 32) -> str:
     """A random bearer token for generated kubeconfigs."""
     return "".join(random.SystemRandom().choice(string.ascii_lowercase + string.digits) for _ in range(length))
-

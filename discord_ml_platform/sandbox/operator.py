@@ -113,8 +113,12 @@ class SandboxOperator:
         self._teardowns: dict[str, threading.Thread] = {}
         self._lock = threading.RLock()
         self._inbox: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
-        self._watch = ResourceWatch("operator-rayclusters", self.api.custom.list_cluster_custom_object,
-                                    lambda kind, obj: self._inbox.put((kind, obj)), args=(GROUP, VERSION, PLURAL))
+        self._watch = ResourceWatch(
+            "operator-rayclusters",
+            self.api.custom.list_cluster_custom_object,
+            lambda kind, obj: self._inbox.put((kind, obj)),
+            args=(GROUP, VERSION, PLURAL),
+        )
         self._dispatcher = threading.Thread(target=self._dispatch, name="sandbox-operator", daemon=True)
         self.rayjobs = RayJobController(self.api, self.faults_source)
         self._started = False
@@ -219,8 +223,14 @@ class SandboxOperator:
         if not self._add_finalizer(rc):
             return
         faults = operator_faults_for(rc, self.faults_source())
-        rec = ClusterReconciler(self.api, rc, self._local(objs.auth_mode(rc)), faults, memory=self.memory,
-                                ready_timeout_s=self.ready_timeout_s)
+        rec = ClusterReconciler(
+            self.api,
+            rc,
+            self._local(objs.auth_mode(rc)),
+            faults,
+            memory=self.memory,
+            ready_timeout_s=self.ready_timeout_s,
+        )
         with self._lock:
             self._reconcilers[uid] = rec
         log.info("sandbox operator: reconciling RayCluster %s", rec.key)
@@ -233,13 +243,15 @@ class SandboxOperator:
             rec = self._reconcilers.pop(uid, None)
             if rec is None and fallback is None:
                 return
-            thread = threading.Thread(target=self._finish, args=(rec, rc, fallback), daemon=True,
-                                      name=f"teardown-{uid[:8]}")
+            thread = threading.Thread(
+                target=self._finish, args=(rec, rc, fallback), daemon=True, name=f"teardown-{uid[:8]}"
+            )
             self._teardowns[uid] = thread
         thread.start()
 
-    def _finish(self, rec: ClusterReconciler | None, rc: dict[str, Any] | None,
-                fallback: dict[str, Any] | None) -> None:
+    def _finish(
+        self, rec: ClusterReconciler | None, rc: dict[str, Any] | None, fallback: dict[str, Any] | None
+    ) -> None:
         """Stop the local Ray of a deleted RayCluster, then let its deletion complete."""
         try:
             if rec is not None:
@@ -252,8 +264,11 @@ class SandboxOperator:
                 self._local(objs.auth_mode(fallback)).delete(handle)
             if rc is not None:
                 self._remove_finalizer(rc)
-            log.info("sandbox operator: RayCluster %s/%s torn down", (rc or fallback or {}).get("metadata", {})
-                     .get("namespace"), (rc or fallback or {}).get("metadata", {}).get("name"))
+            log.info(
+                "sandbox operator: RayCluster %s/%s torn down",
+                (rc or fallback or {}).get("metadata", {}).get("namespace"),
+                (rc or fallback or {}).get("metadata", {}).get("name"),
+            )
         except Exception:
             log.exception("sandbox operator: teardown failed")
 
@@ -262,15 +277,23 @@ class SandboxOperator:
     def _local(self, auth_mode: str) -> LocalBackend:
         with self._lock:
             if auth_mode not in self._locals:
-                self._locals[auth_mode] = LocalBackend(state_dir=self.state_dir, auth_mode=auth_mode,
-                                                       temp_root=self.temp_root)
+                self._locals[auth_mode] = LocalBackend(
+                    state_dir=self.state_dir, auth_mode=auth_mode, temp_root=self.temp_root
+                )
             return self._locals[auth_mode]
 
     def _get(self, rc: dict[str, Any]) -> dict[str, Any] | None:
         m = rc["metadata"]
         try:
-            return self.api.call("get RayCluster", self.api.custom.get_namespaced_custom_object, GROUP, VERSION,
-                                 m["namespace"], PLURAL, m["name"])
+            return self.api.call(
+                "get RayCluster",
+                self.api.custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                m["namespace"],
+                PLURAL,
+                m["name"],
+            )
         except Exception as err:
             if status_code(err) == 404:
                 return None
@@ -278,9 +301,16 @@ class SandboxOperator:
 
     def _set_finalizers(self, current: dict[str, Any], finalizers: list[str]) -> None:
         m = current["metadata"]
-        self.api.call("patch RayCluster finalizers", self.api.custom.patch_namespaced_custom_object, GROUP, VERSION,
-                      m["namespace"], PLURAL, m["name"],
-                      {"metadata": {"finalizers": finalizers, "resourceVersion": m["resourceVersion"]}})
+        self.api.call(
+            "patch RayCluster finalizers",
+            self.api.custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            m["namespace"],
+            PLURAL,
+            m["name"],
+            {"metadata": {"finalizers": finalizers, "resourceVersion": m["resourceVersion"]}},
+        )
 
     def _add_finalizer(self, rc: dict[str, Any]) -> bool:
         """Put our finalizer on ``rc``; ``False`` when it is gone or being deleted."""
@@ -321,8 +351,10 @@ class SandboxOperator:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the operator in the foreground until SIGINT/SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m discord_ml_platform.sandbox.operator",
-                                     description="Local KubeRay operator: RayClusters become local Ray clusters.")
+    parser = argparse.ArgumentParser(
+        prog="python -m discord_ml_platform.sandbox.operator",
+        description="Local KubeRay operator: RayClusters become local Ray clusters.",
+    )
     parser.add_argument("--kubeconfig", help="kubeconfig of the API server (default: $KUBECONFIG or ~/.kube/config)")
     parser.add_argument("--context", help="kubeconfig context")
     parser.add_argument("--state-dir", help="where local cluster records and logs go")
@@ -333,8 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    operator = SandboxOperator(args.kubeconfig, context=args.context, local_state_dir=args.state_dir,
-                               temp_root=args.temp_root).start()
+    operator = SandboxOperator(
+        args.kubeconfig, context=args.context, local_state_dir=args.state_dir, temp_root=args.temp_root
+    ).start()
     print("sandbox KubeRay operator running", flush=True)
     try:
         done.wait()

@@ -26,8 +26,10 @@ from .faults import OperatorFaults
 
 log = logging.getLogger(__name__)
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayclusters"
-UNSCHEDULABLE_MESSAGE = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available: " \
-                        "3 No preemption victims found for incoming pod."
+UNSCHEDULABLE_MESSAGE = (
+    "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available: "
+    "3 No preemption victims found for incoming pod."
+)
 PULL_ERROR = 'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": not found'
 
 
@@ -51,29 +53,50 @@ class OperatorApi:
 
     def patch_rc_status(self, rc: objs.Obj, status: objs.Obj) -> None:
         m = rc["metadata"]
-        self.call("patch RayCluster status", self.custom.patch_namespaced_custom_object_status, GROUP, VERSION,
-                  m["namespace"], PLURAL, m["name"], {"status": status})
+        self.call(
+            "patch RayCluster status",
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            m["namespace"],
+            PLURAL,
+            m["name"],
+            {"status": status},
+        )
 
     def create_pod(self, pod: objs.Obj) -> objs.Obj:
-        created = self.call("create pod", self.core.create_namespaced_pod, pod["metadata"]["namespace"], pod,
-                            _preload_content=False)
+        created = self.call(
+            "create pod", self.core.create_namespaced_pod, pod["metadata"]["namespace"], pod, _preload_content=False
+        )
         return json.loads(created.data)
 
     def patch_pod_status(self, pod: objs.Obj, status: objs.Obj) -> None:
         m = pod["metadata"]
-        self.call("patch pod status", self.core.patch_namespaced_pod_status, m["name"], m["namespace"],
-                  {"status": status}, _content_type="application/merge-patch+json")
+        self.call(
+            "patch pod status",
+            self.core.patch_namespaced_pod_status,
+            m["name"],
+            m["namespace"],
+            {"status": status},
+            _content_type="application/merge-patch+json",
+        )
 
     def create_service(self, service: objs.Obj) -> None:
         try:
-            self.call("create service", self.core.create_namespaced_service, service["metadata"]["namespace"],
-                      service)
+            self.call("create service", self.core.create_namespaced_service, service["metadata"]["namespace"], service)
         except Exception as err:
             if status_code(err) != 409:
                 raise
 
-    def event(self, obj: objs.Obj, reason: str, message: str, *, warning: bool = False,
-              component: str = objs.OPERATOR_COMPONENT) -> None:
+    def event(
+        self,
+        obj: objs.Obj,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        component: str = objs.OPERATOR_COMPONENT,
+    ) -> None:
         body = objs.build_event(obj, reason, message, warning=warning, component=component)
         try:
             self.call("create event", self.core.create_namespaced_event, obj["metadata"]["namespace"], body)
@@ -93,8 +116,15 @@ class ClusterReconciler:
         ready_timeout_s: How long the local Ray cluster may take to become ready.
     """
 
-    def __init__(self, api: OperatorApi, rc: objs.Obj, local: LocalBackend, faults: OperatorFaults,
-                 memory: str = "1Gi", ready_timeout_s: float = 180) -> None:
+    def __init__(
+        self,
+        api: OperatorApi,
+        rc: objs.Obj,
+        local: LocalBackend,
+        faults: OperatorFaults,
+        memory: str = "1Gi",
+        ready_timeout_s: float = 180,
+    ) -> None:
         self.api = api
         self.rc = rc
         self.local = local
@@ -175,20 +205,31 @@ class ClusterReconciler:
         rc, api = self.rc, self.api
         desired, low, high = objs.replica_counts(rc)
         self._write_status(
-            desiredWorkerReplicas=desired, minWorkerReplicas=low, maxWorkerReplicas=high,
-            readyWorkerReplicas=0, availableWorkerReplicas=0,
-            conditions=self._set_conditions((False, "HeadPodNotFound", "Head Pod not found"),
-                                            (False, "RayClusterPodsProvisioning", "RayCluster Pods are being provisioned")),
+            desiredWorkerReplicas=desired,
+            minWorkerReplicas=low,
+            maxWorkerReplicas=high,
+            readyWorkerReplicas=0,
+            availableWorkerReplicas=0,
+            conditions=self._set_conditions(
+                (False, "HeadPodNotFound", "Head Pod not found"),
+                (False, "RayClusterPodsProvisioning", "RayCluster Pods are being provisioned"),
+            ),
         )
         head_template = ((rc.get("spec") or {}).get("headGroupSpec") or {}).get("template") or {}
         self.head_pod = api.create_pod(objs.build_pod(rc, head_template, "head", objs.HEAD_GROUP))
-        api.event(rc, "CreatedHeadPod", f"Created head Pod {self.key.split('/')[0]}/{self.head_pod['metadata']['name']}")
+        api.event(
+            rc, "CreatedHeadPod", f"Created head Pod {self.key.split('/')[0]}/{self.head_pod['metadata']['name']}"
+        )
         for group in objs.worker_groups(rc):
             for _ in range(int(group.get("replicas") or 0)):
                 self._check()
                 pod = api.create_pod(objs.build_pod(rc, group.get("template") or {}, "worker", group["groupName"]))
                 self.worker_pods.append(pod)
-                api.event(rc, "CreatedWorkerPod", f"Created worker Pod {pod['metadata']['namespace']}/{pod['metadata']['name']}")
+                api.event(
+                    rc,
+                    "CreatedWorkerPod",
+                    f"Created worker Pod {pod['metadata']['namespace']}/{pod['metadata']['name']}",
+                )
         pods = [self.head_pod, *self.worker_pods]
         if self.faults.unschedulable:
             for pod in pods:
@@ -197,10 +238,16 @@ class ClusterReconciler:
             return  # stays Pending until deleted, like a cluster without a GPU node
         for pod in pods:
             self._check()
-            api.event(pod, "Scheduled", f"Successfully assigned {pod['metadata']['namespace']}/{pod['metadata']['name']} "
-                      f"to {objs.NODE_NAME}", component="default-scheduler")
-            api.patch_pod_status(pod, {"phase": "Pending", "hostIP": objs.LOCAL_IP,
-                                       "conditions": [objs.pod_condition("PodScheduled", True)]})
+            api.event(
+                pod,
+                "Scheduled",
+                f"Successfully assigned {pod['metadata']['namespace']}/{pod['metadata']['name']} to {objs.NODE_NAME}",
+                component="default-scheduler",
+            )
+            api.patch_pod_status(
+                pod,
+                {"phase": "Pending", "hostIP": objs.LOCAL_IP, "conditions": [objs.pod_condition("PodScheduled", True)]},
+            )
             for image in _images(pod):
                 api.event(pod, "Pulling", f'Pulling image "{image}"', component="kubelet")
         if self.faults.image_pull_error:
@@ -218,9 +265,12 @@ class ClusterReconciler:
         head_name = self.head_pod["metadata"]["name"]
         self._write_status(head={"podIP": objs.LOCAL_IP, "podName": head_name})
         if self.faults.head_never_ready:
-            self._write_status(conditions=self._set_conditions(
-                (False, "ContainersNotReady", "containers with unready status: [ray-head]"),
-                (False, "RayClusterPodsProvisioning", "RayCluster Pods are being provisioned")))
+            self._write_status(
+                conditions=self._set_conditions(
+                    (False, "ContainersNotReady", "containers with unready status: [ray-head]"),
+                    (False, "RayClusterPodsProvisioning", "RayCluster Pods are being provisioned"),
+                )
+            )
             return  # Running but never Ready; no Ray is started, so there is nothing to leak
         self._start_local_ray(desired)
 
@@ -252,8 +302,12 @@ class ClusterReconciler:
         api.create_service(objs.build_head_service(rc, ports))
         api.event(rc, "CreatedService", f"Created service {rc['metadata']['namespace']}/{objs.service_name(rc)}")
         self._write_status(
-            head={"podIP": objs.LOCAL_IP, "podName": self.head_pod["metadata"]["name"] if self.head_pod else "",
-                  "serviceIP": objs.LOCAL_IP, "serviceName": objs.service_name(rc)},
+            head={
+                "podIP": objs.LOCAL_IP,
+                "podName": self.head_pod["metadata"]["name"] if self.head_pod else "",
+                "serviceIP": objs.LOCAL_IP,
+                "serviceName": objs.service_name(rc),
+            },
             endpoints={name: str(port) for name, port in ports.items()},
         )
 
@@ -261,9 +315,12 @@ class ClusterReconciler:
             self._check()
             if event.phase == "head-ready" and self.head_pod is not None:
                 api.patch_pod_status(self.head_pod, objs.pod_status_running(self.head_pod, ready=True))
-                self._write_status(conditions=self._set_conditions(
-                    (True, "HeadPodRunningAndReady", "Head Pod ready"),
-                    (False, "RayClusterPodsProvisioning", "RayCluster Pods are being provisioned")))
+                self._write_status(
+                    conditions=self._set_conditions(
+                        (True, "HeadPodRunningAndReady", "Head Pod ready"),
+                        (False, "RayClusterPodsProvisioning", "RayCluster Pods are being provisioned"),
+                    )
+                )
             elif event.phase == "workers":
                 ready = min(event.ready_workers, len(self.worker_pods))
                 for pod in self.worker_pods[:ready]:
@@ -272,11 +329,16 @@ class ClusterReconciler:
             elif event.phase == "ready" and not (self.faults.workers_never_ready and desired):
                 stamp = objs.now()
                 self._write_status(
-                    state="ready", reason="", stateTransitionTimes={"ready": stamp},
-                    readyWorkerReplicas=desired, availableWorkerReplicas=desired,
+                    state="ready",
+                    reason="",
+                    stateTransitionTimes={"ready": stamp},
+                    readyWorkerReplicas=desired,
+                    availableWorkerReplicas=desired,
                     conditions=self._set_conditions(
                         (True, "HeadPodRunningAndReady", "Head Pod ready"),
-                        (True, "AllPodRunningAndReadyFirstTime", "All Ray Pods are ready for the first time")))
+                        (True, "AllPodRunningAndReadyFirstTime", "All Ray Pods are ready for the first time"),
+                    ),
+                )
 
         try:
             self.local.wait_ready(self.local_handle, self.ready_timeout_s, on_phase)
@@ -286,9 +348,13 @@ class ClusterReconciler:
             self._check()
             message = str(err).splitlines()[0]
             api.event(rc, "HeadPodNotReady", f"local Ray cluster failed: {message}", warning=True)
-            self._write_status(reason=message, conditions=self._set_conditions(
-                (False, "ContainersNotReady", message),
-                (False, "RayClusterPodsProvisioning", "RayCluster Pods are being provisioned")))
+            self._write_status(
+                reason=message,
+                conditions=self._set_conditions(
+                    (False, "ContainersNotReady", message),
+                    (False, "RayClusterPodsProvisioning", "RayCluster Pods are being provisioned"),
+                ),
+            )
 
 
 def _images(pod: objs.Obj) -> list[str]:

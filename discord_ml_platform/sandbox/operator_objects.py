@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from discord_ml_platform.spec import ClusterSpec
@@ -35,7 +35,7 @@ RAYCLUSTER_ANNOTATION = "sandbox.mlplatform.discord.com/raycluster"
 
 def now() -> str:
     """The current time as the API writes it."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def short_hash() -> str:
@@ -46,21 +46,29 @@ def short_hash() -> str:
 
 def owner_reference(rc: Obj) -> Obj:
     """A controller reference to the RayCluster (garbage collection follows it)."""
-    return {"apiVersion": "ray.io/v1", "kind": "RayCluster", "name": rc["metadata"]["name"],
-            "uid": rc["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "name": rc["metadata"]["name"],
+        "uid": rc["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def ray_labels(rc: Obj, template: Obj, node_type: str, group: str) -> dict[str, str]:
     """Labels of a Ray pod: its template's labels plus KubeRay's own."""
     labels = dict(((template.get("metadata") or {}).get("labels")) or {})
-    labels.update({
-        CLUSTER_LABEL: rc["metadata"]["name"],
-        NODE_TYPE_LABEL: node_type,
-        GROUP_LABEL: group,
-        "ray.io/is-ray-node": "yes",
-        "app.kubernetes.io/name": "kuberay",
-        CREATED_BY_KEY: CREATED_BY,
-    })
+    labels.update(
+        {
+            CLUSTER_LABEL: rc["metadata"]["name"],
+            NODE_TYPE_LABEL: node_type,
+            GROUP_LABEL: group,
+            "ray.io/is-ray-node": "yes",
+            "app.kubernetes.io/name": "kuberay",
+            CREATED_BY_KEY: CREATED_BY,
+        }
+    )
     return labels
 
 
@@ -96,22 +104,29 @@ def build_head_service(rc: Obj, ports: dict[str, int]) -> Obj:
         "metadata": {
             "name": service_name(rc),
             "namespace": rc["metadata"]["namespace"],
-            "labels": {CLUSTER_LABEL: name, NODE_TYPE_LABEL: "head", "app.kubernetes.io/name": "kuberay",
-                       CREATED_BY_KEY: CREATED_BY},
+            "labels": {
+                CLUSTER_LABEL: name,
+                NODE_TYPE_LABEL: "head",
+                "app.kubernetes.io/name": "kuberay",
+                CREATED_BY_KEY: CREATED_BY,
+            },
             "ownerReferences": [owner_reference(rc)],
         },
         "spec": {
             "type": "ClusterIP",
             "clusterIP": LOCAL_IP,
             "selector": {CLUSTER_LABEL: name, NODE_TYPE_LABEL: "head"},
-            "ports": [{"name": port_name, "port": port, "targetPort": port, "protocol": "TCP"}
-                      for port_name, port in ports.items()],
+            "ports": [
+                {"name": port_name, "port": port, "targetPort": port, "protocol": "TCP"}
+                for port_name, port in ports.items()
+            ],
         },
     }
 
 
-def build_event(obj: Obj, reason: str, message: str, *, warning: bool = False,
-                component: str = OPERATOR_COMPONENT) -> Obj:
+def build_event(
+    obj: Obj, reason: str, message: str, *, warning: bool = False, component: str = OPERATOR_COMPONENT
+) -> Obj:
     """A core/v1 Event about ``obj``."""
     meta = obj["metadata"]
     stamp = now()
@@ -119,8 +134,13 @@ def build_event(obj: Obj, reason: str, message: str, *, warning: bool = False,
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta["namespace"]},
-        "involvedObject": {"apiVersion": obj.get("apiVersion", "v1"), "kind": obj.get("kind", ""),
-                           "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid", "")},
+        "involvedObject": {
+            "apiVersion": obj.get("apiVersion", "v1"),
+            "kind": obj.get("kind", ""),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid", ""),
+        },
         "reason": reason,
         "message": message,
         "type": "Warning" if warning else "Normal",
@@ -144,9 +164,18 @@ def pod_condition(kind: str, status: bool, reason: str | None = None, message: s
 
 def container_statuses(pod: Obj, state: Obj, ready: bool) -> list[Obj]:
     """The same state for every container of the pod."""
-    return [{"name": c.get("name"), "image": c.get("image"), "imageID": "", "ready": ready, "restartCount": 0,
-             "started": "running" in state, "state": state}
-            for c in (pod.get("spec") or {}).get("containers") or []]
+    return [
+        {
+            "name": c.get("name"),
+            "image": c.get("image"),
+            "imageID": "",
+            "ready": ready,
+            "restartCount": 0,
+            "started": "running" in state,
+            "state": state,
+        }
+        for c in (pod.get("spec") or {}).get("containers") or []
+    ]
 
 
 def pod_status_pending_unschedulable(message: str) -> Obj:
@@ -159,9 +188,12 @@ def pod_status_image_pull(pod: Obj, reason: str, message: str) -> Obj:
     return {
         "phase": "Pending",
         "hostIP": LOCAL_IP,
-        "conditions": [pod_condition("PodScheduled", True), pod_condition("Initialized", True),
-                       pod_condition("Ready", False, "ContainersNotReady", "containers with unready status"),
-                       pod_condition("ContainersReady", False, "ContainersNotReady")],
+        "conditions": [
+            pod_condition("PodScheduled", True),
+            pod_condition("Initialized", True),
+            pod_condition("Ready", False, "ContainersNotReady", "containers with unready status"),
+            pod_condition("ContainersReady", False, "ContainersNotReady"),
+        ],
         "containerStatuses": container_statuses(pod, {"waiting": {"reason": reason, "message": message}}, False),
     }
 
@@ -169,18 +201,32 @@ def pod_status_image_pull(pod: Obj, reason: str, message: str) -> Obj:
 def pod_status_running(pod: Obj, ready: bool) -> Obj:
     """A running pod, ready or not."""
     started = now()
-    conditions = [pod_condition("PodScheduled", True), pod_condition("Initialized", True),
-                  pod_condition("ContainersReady", ready, None if ready else "ContainersNotReady"),
-                  pod_condition("Ready", ready, None if ready else "ContainersNotReady")]
-    return {"phase": "Running", "hostIP": LOCAL_IP, "podIP": LOCAL_IP, "podIPs": [{"ip": LOCAL_IP}],
-            "startTime": started, "conditions": conditions,
-            "containerStatuses": container_statuses(pod, {"running": {"startedAt": started}}, ready)}
+    conditions = [
+        pod_condition("PodScheduled", True),
+        pod_condition("Initialized", True),
+        pod_condition("ContainersReady", ready, None if ready else "ContainersNotReady"),
+        pod_condition("Ready", ready, None if ready else "ContainersNotReady"),
+    ]
+    return {
+        "phase": "Running",
+        "hostIP": LOCAL_IP,
+        "podIP": LOCAL_IP,
+        "podIPs": [{"ip": LOCAL_IP}],
+        "startTime": started,
+        "conditions": conditions,
+        "containerStatuses": container_statuses(pod, {"running": {"startedAt": started}}, ready),
+    }
 
 
 def rc_condition(kind: str, status: bool, reason: str, message: str = "") -> Obj:
     """One RayCluster status condition (metav1.Condition)."""
-    return {"type": kind, "status": "True" if status else "False", "reason": reason, "message": message,
-            "lastTransitionTime": now()}
+    return {
+        "type": kind,
+        "status": "True" if status else "False",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": now(),
+    }
 
 
 def worker_groups(rc: Obj) -> list[Obj]:

@@ -38,7 +38,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -70,13 +70,13 @@ class _Gone(Exception):
 def _parse(stamp: str | None) -> float | None:
     if not stamp:
         return None
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
 def _ms_to_stamp(ms: int | None) -> str | None:
     if not ms:
         return None
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def generated_name(name: str) -> str:
@@ -86,8 +86,14 @@ def generated_name(name: str) -> str:
 
 def owner_reference(rayjob: objs.Obj) -> objs.Obj:
     """A controller reference to the RayJob (garbage collection follows it)."""
-    return {"apiVersion": "ray.io/v1", "kind": "RayJob", "name": rayjob["metadata"]["name"],
-            "uid": rayjob["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "name": rayjob["metadata"]["name"],
+        "uid": rayjob["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def build_raycluster(rayjob: objs.Obj, cluster_name: str) -> objs.Obj:
@@ -98,17 +104,22 @@ def build_raycluster(rayjob: objs.Obj, cluster_name: str) -> objs.Obj:
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
-        "metadata": {"name": cluster_name, "namespace": meta["namespace"], "labels": labels,
-                     "annotations": dict(meta.get("annotations") or {}),
-                     "ownerReferences": [owner_reference(rayjob)]},
+        "metadata": {
+            "name": cluster_name,
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": dict(meta.get("annotations") or {}),
+            "ownerReferences": [owner_reference(rayjob)],
+        },
         "spec": dict((rayjob.get("spec") or {}).get("rayClusterSpec") or {}),
     }
 
 
 def deadline_message(start_time: str, deadline_s: int) -> str:
     """KubeRay's message for ``DeadlineExceeded``."""
-    return f"The RayJob has passed the activeDeadlineSeconds. StartTime: {start_time}. " \
-           f"ActiveDeadlineSeconds: {deadline_s}"
+    return (
+        f"The RayJob has passed the activeDeadlineSeconds. StartTime: {start_time}. ActiveDeadlineSeconds: {deadline_s}"
+    )
 
 
 class RayJobReconciler:
@@ -170,8 +181,15 @@ class RayJobReconciler:
 
     def _get(self, plural: str, name: str) -> objs.Obj | None:
         try:
-            return self.api.call(f"get {plural} {self.namespace}/{name}", self.api.custom.get_namespaced_custom_object,
-                                 GROUP, VERSION, self.namespace, plural, name)
+            return self.api.call(
+                f"get {plural} {self.namespace}/{name}",
+                self.api.custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                plural,
+                name,
+            )
         except Exception as err:
             if status_code(err) == 404 or status_code(err.__cause__ or err) == 404:
                 return None
@@ -192,10 +210,18 @@ class RayJobReconciler:
         for key in clear:
             self.status.pop(key, None)
         self.status["observedGeneration"] = int(self.rayjob["metadata"].get("generation") or 1)
-        body = {**self.status, **{key: None for key in clear}}  # null removes a field (JSON merge patch)
+        body = {**self.status, **dict.fromkeys(clear)}  # null removes a field (JSON merge patch)
         try:
-            self.api.call("patch RayJob status", self.api.custom.patch_namespaced_custom_object_status, GROUP,
-                          VERSION, self.namespace, PLURAL, self.name, {"status": body})
+            self.api.call(
+                "patch RayJob status",
+                self.api.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                self.name,
+                {"status": body},
+            )
         except Exception as err:
             if status_code(err) == 404 or status_code(err.__cause__ or err) == 404:
                 raise _Gone() from err
@@ -203,8 +229,16 @@ class RayJobReconciler:
 
     def _delete(self, plural: str, name: str) -> None:
         with contextlib.suppress(Exception):
-            self.api.call(f"delete {plural} {self.namespace}/{name}", self.api.custom.delete_namespaced_custom_object,
-                          GROUP, VERSION, self.namespace, plural, name, propagation_policy="Background")
+            self.api.call(
+                f"delete {plural} {self.namespace}/{name}",
+                self.api.custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                plural,
+                name,
+                propagation_policy="Background",
+            )
 
     # --- the walk --------------------------------------------------------------------------
 
@@ -229,12 +263,23 @@ class RayJobReconciler:
         job_id = self.status.get("jobId") or spec.get("jobId") or generated_name(self.name)
         cluster = self.status.get("rayClusterName") or generated_name(self.name)
         current = self.status.get("jobDeploymentStatus")
-        self._write(jobDeploymentStatus="Initializing" if current in (None, "", "New") else current, jobId=job_id,
-                    rayClusterName=cluster, startTime=self.status.get("startTime") or objs.now())
+        self._write(
+            jobDeploymentStatus="Initializing" if current in (None, "", "New") else current,
+            jobId=job_id,
+            rayClusterName=cluster,
+            startTime=self.status.get("startTime") or objs.now(),
+        )
         if self._get(RC_PLURAL, cluster) is None:
             try:
-                self.api.call("create RayCluster", self.api.custom.create_namespaced_custom_object, GROUP, VERSION,
-                              self.namespace, RC_PLURAL, build_raycluster(self.rayjob, cluster))
+                self.api.call(
+                    "create RayCluster",
+                    self.api.custom.create_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    RC_PLURAL,
+                    build_raycluster(self.rayjob, cluster),
+                )
             except Exception as err:
                 if status_code(err) != 409:
                     raise
@@ -250,8 +295,9 @@ class RayJobReconciler:
         """The dashboard URL once the RayCluster is ready; ``None`` when the RayJob ended meanwhile."""
         while True:
             if self._past_deadline(spec):
-                self._fail("DeadlineExceeded", deadline_message(self.status["startTime"],
-                                                                int(spec["activeDeadlineSeconds"])))
+                self._fail(
+                    "DeadlineExceeded", deadline_message(self.status["startTime"], int(spec["activeDeadlineSeconds"]))
+                )
                 return None
             if self._suspend_requested():
                 self._suspend(None, cluster)
@@ -259,10 +305,14 @@ class RayJobReconciler:
             rc = self._get(RC_PLURAL, cluster)
             if rc is not None and (rc.get("status") or {}).get("state") == "ready":
                 url = default_endpoint_resolver(rc).dashboard_url
-                self._write(dashboardURL=url.split("://", 1)[-1],
-                            rayClusterStatus={k: v for k, v in (rc.get("status") or {}).items()
-                                              if k in ("state", "head", "endpoints", "readyWorkerReplicas",
-                                                       "desiredWorkerReplicas")})
+                self._write(
+                    dashboardURL=url.split("://", 1)[-1],
+                    rayClusterStatus={
+                        k: v
+                        for k, v in (rc.get("status") or {}).items()
+                        if k in ("state", "head", "endpoints", "readyWorkerReplicas", "desiredWorkerReplicas")
+                    },
+                )
                 return url
             self._sleep(self.poll_s)
 
@@ -274,15 +324,20 @@ class RayJobReconciler:
         give_up = time.monotonic() + SUBMIT_RETRY_S
         while True:
             try:
-                self._client = self._client or job_client(dashboard, objs.auth_mode(
-                    {"spec": spec.get("rayClusterSpec") or {}}))
+                self._client = self._client or job_client(
+                    dashboard, objs.auth_mode({"spec": spec.get("rayClusterSpec") or {}})
+                )
                 try:
                     self._client.get_job_info(job_id)  # submitted already (a retry, an operator restart)
                 except Exception:
                     runtime_env = yaml.safe_load(spec.get("runtimeEnvYAML") or "") or {}
-                    submit_job(self._client, entrypoint, runtime_env=runtime_env,
-                               metadata={str(k): str(v) for k, v in (spec.get("metadata") or {}).items()},
-                               submission_id=job_id)
+                    submit_job(
+                        self._client,
+                        entrypoint,
+                        runtime_env=runtime_env,
+                        metadata={str(k): str(v) for k, v in (spec.get("metadata") or {}).items()},
+                        submission_id=job_id,
+                    )
                 break
             except Exception as err:
                 if time.monotonic() > give_up or self._past_deadline(spec):
@@ -300,8 +355,11 @@ class RayJobReconciler:
         while True:
             if self._past_deadline(spec):
                 final = stop_job(self._client, job_id, wait_s=15)
-                self._fail("DeadlineExceeded", deadline_message(self.status["startTime"],
-                                                                int(spec["activeDeadlineSeconds"])), job_status=final)
+                self._fail(
+                    "DeadlineExceeded",
+                    deadline_message(self.status["startTime"], int(spec["activeDeadlineSeconds"])),
+                    job_status=final,
+                )
                 return
             if self._suspend_requested():
                 self._suspend(job_id, cluster)
@@ -317,25 +375,35 @@ class RayJobReconciler:
                 self._sleep(self.poll_s)
                 continue
             status = str(info.status.value)
-            job_info = {k: v for k, v in (("startTime", _ms_to_stamp(info.start_time)),
-                                          ("endTime", _ms_to_stamp(info.end_time))) if v}
+            job_info = {
+                k: v
+                for k, v in (("startTime", _ms_to_stamp(info.start_time)), ("endTime", _ms_to_stamp(info.end_time)))
+                if v
+            }
             if status in TERMINAL_JOB:
                 if status == "SUCCEEDED":
-                    self._write(jobStatus=status, message=info.message or "", rayJobInfo=job_info,
-                                jobDeploymentStatus="Complete", endTime=objs.now(),
-                                succeeded=int(self.status.get("succeeded") or 0) + 1,
-                                failed=int(self.status.get("failed") or 0))
+                    self._write(
+                        jobStatus=status,
+                        message=info.message or "",
+                        rayJobInfo=job_info,
+                        jobDeploymentStatus="Complete",
+                        endTime=objs.now(),
+                        succeeded=int(self.status.get("succeeded") or 0) + 1,
+                        failed=int(self.status.get("failed") or 0),
+                    )
                     self.api.event(self.rayjob, "Completed", f"Ray job {job_id} succeeded")
                 else:
-                    self._fail("AppFailed", info.message or f"Ray job {job_id} {status}", job_status=status,
-                               job_info=job_info)
+                    self._fail(
+                        "AppFailed", info.message or f"Ray job {job_id} {status}", job_status=status, job_info=job_info
+                    )
                 return
             if status != self.status.get("jobStatus"):
                 self._write(jobStatus=status, message=info.message or "", rayJobInfo=job_info)
             self._sleep(self.poll_s)
 
-    def _fail(self, reason: str, message: str, *, job_status: str | None = None,
-              job_info: objs.Obj | None = None) -> None:
+    def _fail(
+        self, reason: str, message: str, *, job_status: str | None = None, job_info: objs.Obj | None = None
+    ) -> None:
         """End this attempt ``Failed``, or ``Retrying`` while ``status.failed`` stays within ``backoffLimit``.
 
         As KubeRay's ``checkBackoffLimitAndUpdateStatusIfNeeded``: one status update, so a client
@@ -344,13 +412,24 @@ class RayJobReconciler:
         failed = int(self.status.get("failed") or 0) + 1
         limit = int((self.rayjob.get("spec") or {}).get("backoffLimit") or 0)
         retry = reason != "DeadlineExceeded" and failed < limit + 1
-        self._write(jobDeploymentStatus="Retrying" if retry else "Failed", reason=reason, message=message,
-                    jobStatus=job_status, rayJobInfo=job_info, endTime=None if retry else objs.now(), failed=failed,
-                    succeeded=int(self.status.get("succeeded") or 0))
+        self._write(
+            jobDeploymentStatus="Retrying" if retry else "Failed",
+            reason=reason,
+            message=message,
+            jobStatus=job_status,
+            rayJobInfo=job_info,
+            endTime=None if retry else objs.now(),
+            failed=failed,
+            succeeded=int(self.status.get("succeeded") or 0),
+        )
         self.api.event(self.rayjob, reason, message, warning=True)
         if retry:
-            self.api.event(self.rayjob, "Retrying", f"attempt {failed} of {limit + 1} failed ({reason}); "
-                                                    "retrying on a new RayCluster", warning=True)
+            self.api.event(
+                self.rayjob,
+                "Retrying",
+                f"attempt {failed} of {limit + 1} failed ({reason}); retrying on a new RayCluster",
+                warning=True,
+            )
 
     def _retry(self) -> None:
         """KubeRay's ``Retrying``: delete the attempt's RayCluster, wait until it is gone, reset the attempt.
@@ -369,8 +448,20 @@ class RayJobReconciler:
                 self._current()  # the RayJob itself was deleted meanwhile: stop
                 self._sleep(self.poll_s)
         self._client = None
-        self._write(jobDeploymentStatus="New", clear=("rayClusterName", "rayClusterStatus", "dashboardURL", "jobId",
-                                                      "jobStatus", "reason", "message", "rayJobInfo", "startTime"))
+        self._write(
+            jobDeploymentStatus="New",
+            clear=(
+                "rayClusterName",
+                "rayClusterStatus",
+                "dashboardURL",
+                "jobId",
+                "jobStatus",
+                "reason",
+                "message",
+                "rayJobInfo",
+                "startTime",
+            ),
+        )
 
     def _suspend(self, job_id: str | None, cluster: str) -> None:
         from discord_ml_platform.jobs import stop_job
@@ -382,7 +473,9 @@ class RayJobReconciler:
         self.api.event(self.rayjob, "Suspended", f"Deleted RayCluster {self.namespace}/{cluster}: RayJob suspended")
 
     def _after_finish(self, spec: objs.Obj) -> None:
-        if self.status.get("jobDeploymentStatus") not in TERMINAL_DEPLOYMENT or not spec.get("shutdownAfterJobFinishes"):
+        if self.status.get("jobDeploymentStatus") not in TERMINAL_DEPLOYMENT or not spec.get(
+            "shutdownAfterJobFinishes"
+        ):
             return
         ended = _parse(self.status.get("endTime")) or time.time()
         self._sleep(ended + int(spec.get("ttlSecondsAfterFinished") or 0) - time.time())
@@ -391,8 +484,9 @@ class RayJobReconciler:
             self._delete(PLURAL, self.name)
         elif self.status.get("rayClusterName"):
             cluster = self.status["rayClusterName"]
-            self.api.event(self.rayjob, "Deleted", f"Deleted RayCluster {self.namespace}/{cluster}: job finished, "
-                                                   "TTL passed")
+            self.api.event(
+                self.rayjob, "Deleted", f"Deleted RayCluster {self.namespace}/{cluster}: job finished, TTL passed"
+            )
             self._delete(RC_PLURAL, cluster)
 
 
@@ -412,8 +506,12 @@ class RayJobController:
         self._reconcilers: dict[str, RayJobReconciler] = {}
         self._lock = threading.Lock()
         self._inbox: queue.Queue[tuple[str, objs.Obj] | None] = queue.Queue()
-        self._watch = ResourceWatch("operator-rayjobs", api.custom.list_cluster_custom_object,
-                                    lambda kind, obj: self._inbox.put((kind, obj)), args=(GROUP, VERSION, PLURAL))
+        self._watch = ResourceWatch(
+            "operator-rayjobs",
+            api.custom.list_cluster_custom_object,
+            lambda kind, obj: self._inbox.put((kind, obj)),
+            args=(GROUP, VERSION, PLURAL),
+        )
         self._dispatcher = threading.Thread(target=self._dispatch, name="sandbox-operator-rayjobs", daemon=True)
 
     @property

@@ -106,8 +106,10 @@ def _strategic_list(target: Any, patch: list[Any], field: str) -> list[Any]:
     if any(p.get("$patch") == "replace" for p in patch):
         return [copy.deepcopy(p) for p in patch if "$patch" not in p]
     for item in patch:
-        idx = next((i for i, c in enumerate(current)
-                    if isinstance(c, dict) and key in item and c.get(key) == item.get(key)), None)
+        idx = next(
+            (i for i, c in enumerate(current) if isinstance(c, dict) and key in item and c.get(key) == item.get(key)),
+            None,
+        )
         if item.get("$patch") == "delete":
             if idx is not None:
                 current.pop(idx)
@@ -226,8 +228,9 @@ def json_patch(target: Any, ops: Any) -> Any:
             doc = _add(doc, path, value)
         elif kind == "test":
             if _get(doc, path) != op["value"]:
-                raise _unprocessable(f"the server rejected our request due to an error in our request: "
-                                     f"testing value {path} failed")
+                raise _unprocessable(
+                    f"the server rejected our request due to an error in our request: testing value {path} failed"
+                )
         else:
             raise bad_request(f"unexpected json patch operation {kind!r}")
     return doc
@@ -258,16 +261,22 @@ def apply_patch(content_type: str, target: dict[str, Any], body: Any, custom: bo
     elif ctype == STRATEGIC:
         if custom:
             # Custom resources have no patch-merge keys, so the real server refuses this type.
-            raise ApiError("UnsupportedMediaType",
-                           f"the body of the request was in an unknown format - accepted media types include: "
-                           f"{JSON_PATCH}, {MERGE}, {APPLY}", code=415)
+            raise ApiError(
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{JSON_PATCH}, {MERGE}, {APPLY}",
+                code=415,
+            )
         if not isinstance(body, dict):
             raise bad_request("strategic merge patch body must be a JSON object")
         result = strategic_merge_patch(target, body)
     else:
-        raise ApiError("UnsupportedMediaType",
-                       f"the body of the request was in an unknown format - accepted media types include: "
-                       f"{', '.join(PATCH_TYPES)}", code=415)
+        raise ApiError(
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"{', '.join(PATCH_TYPES)}",
+            code=415,
+        )
     if not isinstance(result, dict):
         raise _unprocessable("patch result is not an object")
     return result

@@ -55,33 +55,63 @@ class ResourceType:
 
 
 _POD_FIELDS = (
-    "status.phase", "spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
-    "spec.serviceAccountName", "status.podIP", "status.nominatedNodeName", "spec.hostNetwork",
+    "status.phase",
+    "spec.nodeName",
+    "spec.restartPolicy",
+    "spec.schedulerName",
+    "spec.serviceAccountName",
+    "status.podIP",
+    "status.nominatedNodeName",
+    "spec.hostNetwork",
 )
 _EVENT_FIELDS = (
-    "involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
-    "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
-    "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type",
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
 )
 
 
 def default_types() -> list[ResourceType]:
     """The built-in types: core/v1, apps/v1, rbac, coordination, apiextensions and ``ray.io/v1``."""
     core = [
-        ResourceType("", "v1", "namespaces", "Namespace", namespaced=False, has_status=True,
-                     short_names=("ns",), field_labels=("status.phase",)),
-        ResourceType("", "v1", "pods", "Pod", has_status=True, short_names=("po",),
-                     field_labels=_POD_FIELDS),
+        ResourceType(
+            "",
+            "v1",
+            "namespaces",
+            "Namespace",
+            namespaced=False,
+            has_status=True,
+            short_names=("ns",),
+            field_labels=("status.phase",),
+        ),
+        ResourceType("", "v1", "pods", "Pod", has_status=True, short_names=("po",), field_labels=_POD_FIELDS),
         ResourceType("", "v1", "services", "Service", has_status=True, short_names=("svc",)),
         ResourceType("", "v1", "events", "Event", short_names=("ev",), field_labels=_EVENT_FIELDS),
         ResourceType("", "v1", "configmaps", "ConfigMap", short_names=("cm",)),
         ResourceType("", "v1", "secrets", "Secret", field_labels=("type",)),
         ResourceType("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
         ResourceType("", "v1", "endpoints", "Endpoints", short_names=("ep",)),
-        ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", has_status=True,
-                     short_names=("pvc",)),
-        ResourceType("", "v1", "nodes", "Node", namespaced=False, has_status=True,
-                     short_names=("no",), field_labels=("spec.unschedulable",)),
+        ResourceType(
+            "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", has_status=True, short_names=("pvc",)
+        ),
+        ResourceType(
+            "",
+            "v1",
+            "nodes",
+            "Node",
+            namespaced=False,
+            has_status=True,
+            short_names=("no",),
+            field_labels=("spec.unschedulable",),
+        ),
     ]
     apps = [
         ResourceType("apps", "v1", "deployments", "Deployment", has_status=True, short_names=("deploy",)),
@@ -92,14 +122,19 @@ def default_types() -> list[ResourceType]:
         ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role"),
         ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
         ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
-        ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
-                     namespaced=False),
+        ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
     ]
     other = [
         ResourceType("coordination.k8s.io", "v1", "leases", "Lease"),
-        ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions",
-                     "CustomResourceDefinition", namespaced=False, has_status=True,
-                     short_names=("crd", "crds")),
+        ResourceType(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+            namespaced=False,
+            has_status=True,
+            short_names=("crd", "crds"),
+        ),
     ]
     ray = [
         ResourceType("ray.io", "v1", "rayclusters", "RayCluster", has_status=True, custom=True),
@@ -126,18 +161,20 @@ def types_from_crd(crd: dict[str, Any]) -> list[ResourceType]:
             continue
         sub = ver.get("subresources") or {}
         selectable = tuple(f.get("jsonPath", "").lstrip(".") for f in ver.get("selectableFields") or [])
-        out.append(ResourceType(
-            group=spec.get("group", ""),
-            version=ver["name"],
-            plural=names.get("plural", ""),
-            kind=names.get("kind", ""),
-            namespaced=spec.get("scope", "Namespaced") == "Namespaced",
-            has_status="status" in sub,
-            short_names=tuple(names.get("shortNames") or ()),
-            singular=names.get("singular", ""),
-            custom=True,
-            field_labels=selectable,
-        ))
+        out.append(
+            ResourceType(
+                group=spec.get("group", ""),
+                version=ver["name"],
+                plural=names.get("plural", ""),
+                kind=names.get("kind", ""),
+                namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+                has_status="status" in sub,
+                short_names=tuple(names.get("shortNames") or ()),
+                singular=names.get("singular", ""),
+                custom=True,
+                field_labels=selectable,
+            )
+        )
     return out
 
 
@@ -218,8 +255,7 @@ class Registry:
         if not versions:
             return None
         vs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
-        return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": vs,
-                "preferredVersion": vs[0]}
+        return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": vs, "preferredVersion": vs[0]}
 
     def resource_list(self, group: str, version: str) -> dict[str, Any] | None:
         """``GET /api/v1`` or ``/apis/<group>/<version>``, or ``None`` when not served."""
@@ -228,18 +264,25 @@ class Registry:
             return None
         resources: list[dict[str, Any]] = []
         for rt in sorted(types, key=lambda t: t.plural):
-            resources.append({
-                "name": rt.plural,
-                "singularName": rt.singular or rt.kind.lower(),
-                "namespaced": rt.namespaced,
-                "kind": rt.kind,
-                "verbs": ALL_VERBS,
-                **({"shortNames": list(rt.short_names)} if rt.short_names else {}),
-            })
+            resources.append(
+                {
+                    "name": rt.plural,
+                    "singularName": rt.singular or rt.kind.lower(),
+                    "namespaced": rt.namespaced,
+                    "kind": rt.kind,
+                    "verbs": ALL_VERBS,
+                    **({"shortNames": list(rt.short_names)} if rt.short_names else {}),
+                }
+            )
             if rt.has_status:
-                resources.append({
-                    "name": f"{rt.plural}/status", "singularName": "", "namespaced": rt.namespaced,
-                    "kind": rt.kind, "verbs": ["get", "patch", "update"],
-                })
+                resources.append(
+                    {
+                        "name": f"{rt.plural}/status",
+                        "singularName": "",
+                        "namespaced": rt.namespaced,
+                        "kind": rt.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
         gv = f"{group}/{version}" if group else version
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}

@@ -95,5 +95,4 @@ def _verb(method: str, name: str | None, watch: bool) -> str:
         return "patch"
     if method == "DELETE":
         return "delete" if name else "deletecollection"
-    raise ApiError("MethodNotAllowed", "the server does not allow this method on the requested resource",
-                   code=405)
+    raise ApiError("MethodNotAllowed", "the server does not allow this method on the requested resource", code=405)

@@ -46,9 +46,15 @@ class KubeRaySandbox:
         kubeconfig: Path of a kubeconfig for the server (context ``dmp-sandbox``).
     """
 
-    def __init__(self, state_dir: str | os.PathLike[str] | None = None, *, port: int = 0,
-                 temp_root: str | os.PathLike[str] | None = None, state_file: str | os.PathLike[str] | None = None,
-                 memory: str = "1Gi") -> None:
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str] | None = None,
+        *,
+        port: int = 0,
+        temp_root: str | os.PathLike[str] | None = None,
+        state_file: str | os.PathLike[str] | None = None,
+        memory: str = "1Gi",
+    ) -> None:
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="dmp-sandbox-"))
         self.server = ApiServer(port=port, state_file=state_file)
         self.temp_root = temp_root
@@ -71,9 +77,13 @@ class KubeRaySandbox:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.server.start()
         self.server.write_kubeconfig(self.kubeconfig)
-        self.operator = SandboxOperator(self.server.api_client(), local_state_dir=self.state_dir / "local",
-                                        temp_root=self.temp_root, faults_source=lambda: self.server.faults.operator,
-                                        memory=self.memory).start()
+        self.operator = SandboxOperator(
+            self.server.api_client(),
+            local_state_dir=self.state_dir / "local",
+            temp_root=self.temp_root,
+            faults_source=lambda: self.server.faults.operator,
+            memory=self.memory,
+        ).start()
         self.operator.wait_synced(10)
         return self
 
@@ -93,8 +103,12 @@ class KubeRaySandbox:
         self.stop()
 
 
-def run_sandbox(port: int, kubeconfig_path: str | os.PathLike[str], state_dir: str | os.PathLike[str],
-                stop: threading.Event | None = None) -> None:
+def run_sandbox(
+    port: int,
+    kubeconfig_path: str | os.PathLike[str],
+    state_dir: str | os.PathLike[str],
+    stop: threading.Event | None = None,
+) -> None:
     """Run API server and operator in the foreground until SIGTERM/SIGINT (or ``stop`` is set).
 
     Objects are kept in ``<state_dir>/state.json`` across restarts; local Ray records and logs go to
@@ -124,8 +138,10 @@ def run_sandbox(port: int, kubeconfig_path: str | os.PathLike[str], state_dir: s
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m discord_ml_platform.sandbox.runner``."""
-    parser = argparse.ArgumentParser(prog="python -m discord_ml_platform.sandbox.runner",
-                                     description="Local Kubernetes API sandbox with the local KubeRay operator.")
+    parser = argparse.ArgumentParser(
+        prog="python -m discord_ml_platform.sandbox.runner",
+        description="Local Kubernetes API sandbox with the local KubeRay operator.",
+    )
     parser.add_argument("--port", type=int, default=0, help="API server port (default: a free one)")
     parser.add_argument("--kubeconfig", required=True, help="where to write the kubeconfig")
     parser.add_argument("--state-dir", required=True, help="objects, local cluster records and logs")

@@ -113,8 +113,10 @@ def parse_label_selector(selector: str | None) -> list[Requirement]:
             op = {"==": "=", ">": "gt", "<": "lt"}.get(m["op"], m["op"])
             val = m["val"]
             if op in ("gt", "lt") and not val.lstrip("-").isdigit():
-                raise bad_request('unable to parse requirement: for "gt", "lt" operators, exactly one '
-                                  f'integer value is required, in "{selector}"')
+                raise bad_request(
+                    'unable to parse requirement: for "gt", "lt" operators, exactly one '
+                    f'integer value is required, in "{selector}"'
+                )
             reqs.append(Requirement(_check_key(m["key"], selector), op, (_check_value(val, selector),)))
         elif part.startswith("!"):
             reqs.append(Requirement(_check_key(part[1:].strip(), selector), "!"))
@@ -169,10 +171,10 @@ def parse_field_selector(
         part = part.strip()
         m = re.match(r"^([^=!]+?)\s*(==|!=|=)\s*(.*)$", part)
         if not m:
-            raise bad_request(f'invalid selector: \'{selector}\'; can\'t understand \'{part}\'')
+            raise bad_request(f"invalid selector: '{selector}'; can't understand '{part}'")
         field, op, value = m.group(1), m.group(2), m.group(3)
         if field not in allowed:
-            raise bad_request(f'field label not supported: {field}')
+            raise bad_request(f"field label not supported: {field}")
         clauses.append((field, op == "!=", value))
 
     def predicate(obj: Mapping[str, Any]) -> bool:

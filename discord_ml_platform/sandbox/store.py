@@ -19,8 +19,16 @@ from typing import Any
 
 from .deletion import DeletionMixin
 from .errors import ApiError, already_exists, bad_request, conflict, gone, not_found
-from .objects import (check_identity, continue_token, merge_for_update, meta, now_rfc3339, parse_continue,
-                      prepare_create, validate_object)
+from .objects import (
+    check_identity,
+    continue_token,
+    merge_for_update,
+    meta,
+    now_rfc3339,
+    parse_continue,
+    prepare_create,
+    validate_object,
+)
 from .patching import APPLY, apply_patch
 from .resources import Registry, ResourceType, types_from_crd
 from .selectors import labels_match, parse_field_selector, parse_label_selector
@@ -119,8 +127,9 @@ class Store(DeletionMixin):
         # Every resourceVersion bump goes through here: one version, one event (watch cursors rely on it).
         if len(self._history) >= self._history_size:
             self._compacted = self._history.popleft().rv
-        self._history.append(WatchEvent(self._rv, ev_type, rt.group, rt.plural,
-                                        obj["metadata"].get("namespace", ""), obj, prev))
+        self._history.append(
+            WatchEvent(self._rv, ev_type, rt.group, rt.plural, obj["metadata"].get("namespace", ""), obj, prev)
+        )
         self.cond.notify_all()
 
     def _commit(self, rt: ResourceType, obj: dict[str, Any], prev: dict[str, Any] | None) -> dict[str, Any]:
@@ -162,10 +171,14 @@ class Store(DeletionMixin):
             self.registry.add(rt)
         if not (crd.get("status") or {}).get("conditions"):
             names = (crd.get("spec") or {}).get("names") or {}
-            crd["status"] = {"acceptedNames": names, "storedVersions": [
-                v["name"] for v in crd["spec"].get("versions", []) if v.get("storage")],
-                "conditions": [{"type": t, "status": "True", "reason": r, "lastTransitionTime": now_rfc3339()}
-                               for t, r in (("NamesAccepted", "NoConflicts"), ("Established", "InitialNamesAccepted"))]}
+            crd["status"] = {
+                "acceptedNames": names,
+                "storedVersions": [v["name"] for v in crd["spec"].get("versions", []) if v.get("storage")],
+                "conditions": [
+                    {"type": t, "status": "True", "reason": r, "lastTransitionTime": now_rfc3339()}
+                    for t, r in (("NamesAccepted", "NoConflicts"), ("Established", "InitialNamesAccepted"))
+                ],
+            }
 
     def _unregister_crd(self, crd: dict[str, Any]) -> None:
         spec = crd.get("spec") or {}
@@ -196,10 +209,13 @@ class Store(DeletionMixin):
                 if ns is None:
                     raise not_found("namespaces", "", namespace or "")
                 if ns["metadata"].get("deletionTimestamp"):
-                    raise ApiError("Forbidden", f"{rt.plural} \"{meta(body).get('name', '')}\" is forbidden: "
-                                   f"unable to create new content in namespace {namespace} because it is "
-                                   "being terminated", details={"name": meta(body).get("name", ""),
-                                                                "kind": rt.plural})
+                    raise ApiError(
+                        "Forbidden",
+                        f'{rt.plural} "{meta(body).get("name", "")}" is forbidden: '
+                        f"unable to create new content in namespace {namespace} because it is "
+                        "being terminated",
+                        details={"name": meta(body).get("name", ""), "kind": rt.plural},
+                    )
             self._ips += 1 if rt.plural == "services" else 0
             obj = prepare_create(rt, body, namespace, self._ips)
             validate_object(rt, obj)
@@ -215,7 +231,10 @@ class Store(DeletionMixin):
             return copy.deepcopy(self._require(rt, namespace, name))
 
     def select(
-        self, rt: ResourceType, namespace: str | None, label_selector: str | None = None,
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
         """Objects of ``rt`` in ``namespace`` (all when ``None``) matching both selectors, sorted."""
@@ -223,14 +242,23 @@ class Store(DeletionMixin):
         allowed = {"metadata.name", "metadata.namespace", *rt.field_labels}
         fields = parse_field_selector(field_selector, allowed, rt.plural)
         with self.cond:
-            items = [o for (ns, _), o in sorted(self._bucket(rt).items())
-                     if (namespace is None or ns == namespace)
-                     and labels_match(reqs, o["metadata"].get("labels")) and fields(o)]
+            items = [
+                o
+                for (ns, _), o in sorted(self._bucket(rt).items())
+                if (namespace is None or ns == namespace)
+                and labels_match(reqs, o["metadata"].get("labels"))
+                and fields(o)
+            ]
             return items
 
     def list(
-        self, rt: ResourceType, namespace: str | None, label_selector: str | None = None,
-        field_selector: str | None = None, limit: int | None = None, continue_: str | None = None,
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+        continue_: str | None = None,
     ) -> dict[str, Any]:
         """List objects (``GET`` on a collection) as a ``<Kind>List``, with ``limit``/``continue``."""
         with self.cond:
@@ -256,8 +284,13 @@ class Store(DeletionMixin):
     # --- update / patch ----------------------------------------------------------------------
 
     def update(
-        self, rt: ResourceType, namespace: str | None, name: str, body: dict[str, Any],
-        subresource: str | None = None, dry_run: bool = False,
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        body: dict[str, Any],
+        subresource: str | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """Replace an object or its status (``PUT``).
 
@@ -275,8 +308,14 @@ class Store(DeletionMixin):
             return self._write(rt, old, body, subresource, dry_run)
 
     def patch(
-        self, rt: ResourceType, namespace: str | None, name: str, content_type: str, body: Any,
-        subresource: str | None = None, dry_run: bool = False,
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        content_type: str,
+        body: Any,
+        subresource: str | None = None,
+        dry_run: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         """Patch an object or its status (``PATCH``); returns ``(object, created)``.
 

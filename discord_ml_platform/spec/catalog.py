@@ -57,9 +57,7 @@ class GpuType(BaseModel):
     @classmethod
     def _name_is_dns_label(cls, name: str) -> str:
         if not _TYPE_NAME.match(name):
-            raise ValueError(
-                f"GPU type name {name!r} must be lowercase letters, digits and '-', at most 40 characters"
-            )
+            raise ValueError(f"GPU type name {name!r} must be lowercase letters, digits and '-', at most 40 characters")
         return name
 
     @field_validator("memory_per_gpu")
@@ -92,8 +90,9 @@ def _nvidia(name: str, product: str, gpu_memory_gib: int, cpus: float, memory: s
 # Prices are list on-demand prices per GPU-hour of the common clouds, rounded; platform teams
 # override them with their negotiated rates through the catalog file.
 BUILTIN_GPU_TYPES: tuple[GpuType, ...] = (
-    GpuType(name="cpu", resource_name=None, cpus_per_gpu=2, memory_per_gpu="8Gi",
-            max_gpus_per_node=0, hourly_price_usd=0.10),
+    GpuType(
+        name="cpu", resource_name=None, cpus_per_gpu=2, memory_per_gpu="8Gi", max_gpus_per_node=0, hourly_price_usd=0.10
+    ),
     _nvidia("t4", "Tesla-T4", 16, 4, "16Gi", 0.53),
     _nvidia("l4", "NVIDIA-L4", 24, 8, "32Gi", 0.80),
     _nvidia("a10g", "NVIDIA-A10G", 24, 8, "32Gi", 1.01),
@@ -147,7 +146,9 @@ DEFAULT_CATALOG = GpuCatalog(types={t.name: t for t in BUILTIN_GPU_TYPES})
 CATALOG_KEYS = ("replace", "remove", "types")
 
 
-def catalog_from_mapping(data: Mapping[str, Any], base: GpuCatalog = DEFAULT_CATALOG, where: str = "catalog") -> GpuCatalog:
+def catalog_from_mapping(
+    data: Mapping[str, Any], base: GpuCatalog = DEFAULT_CATALOG, where: str = "catalog"
+) -> GpuCatalog:
     """Apply a parsed catalog document to ``base``; see :func:`catalog_from_yaml` for the format.
 
     Args:

@@ -48,8 +48,12 @@ class ClusterSpec(BaseModel):
     min_workers: int | None = Field(default=None, ge=0, le=MAX_WORKERS, description="Autoscaling lower bound.")
     max_workers: int | None = Field(default=None, ge=0, le=MAX_WORKERS, description="Autoscaling upper bound.")
     gpus_per_worker: int = Field(default=0, ge=0, le=16, description="GPUs per worker; 0 on the cpu pool.")
-    cpus_per_worker: float | None = Field(default=None, gt=0, le=512, description="CPUs per worker; default from the catalog.")
-    memory_per_worker: str | None = Field(default=None, description="Memory per worker (Kubernetes quantity); default from the catalog.")
+    cpus_per_worker: float | None = Field(
+        default=None, gt=0, le=512, description="CPUs per worker; default from the catalog."
+    )
+    memory_per_worker: str | None = Field(
+        default=None, description="Memory per worker (Kubernetes quantity); default from the catalog."
+    )
     head_cpus: float = Field(default=1, gt=0, le=128, description="CPUs of the head node.")
     head_memory: str = Field(default="4Gi", description="Memory of the head node (Kubernetes quantity).")
     object_store_memory: str | None = Field(
@@ -58,13 +62,19 @@ class ClusterSpec(BaseModel):
     )
     image: str = Field(default=DEFAULT_IMAGE, description="Container image with Ray and the workload's code.")
     ray_version: str = Field(default=RAY_VERSION, description="Ray version of the image.")
-    owner: str = Field(default="unknown", min_length=1, max_length=253, description="Person or system that owns the cluster.")
+    owner: str = Field(
+        default="unknown", min_length=1, max_length=253, description="Person or system that owns the cluster."
+    )
     team: str = Field(default="ml-platform", min_length=1, max_length=253, description="Team billed for the cluster.")
     run_id: str | None = Field(default=None, description="Dagster run id that requested the cluster, if any.")
     labels: dict[str, str] = Field(default_factory=dict, description="Extra labels put on the cluster.")
-    ttl: timedelta = Field(default=timedelta(hours=8), description="Lifetime after which the sweeper deletes the cluster.")
+    ttl: timedelta = Field(
+        default=timedelta(hours=8), description="Lifetime after which the sweeper deletes the cluster."
+    )
     service_account: str = Field(default="ray-workload", description="Service account of the Ray pods.")
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for every Ray container.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables for every Ray container."
+    )
 
     @field_validator("name")
     @classmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 PREFIX = "mlplatform.discord.com"
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -50,14 +50,14 @@ def label_value(text: str) -> str:
 
 def expiry_value(moment: datetime) -> str:
     """Label value for an expiry time (UTC epoch seconds)."""
-    return str(int(moment.astimezone(timezone.utc).timestamp()))
+    return str(int(moment.astimezone(UTC).timestamp()))
 
 
 def parse_expiry(value: str | None) -> datetime | None:
     """Inverse of :func:`expiry_value`; ``None`` when absent or malformed."""
     if not value or not value.isdigit():
         return None
-    return datetime.fromtimestamp(int(value), tz=timezone.utc)
+    return datetime.fromtimestamp(int(value), tz=UTC)
 
 
 def cluster_labels(

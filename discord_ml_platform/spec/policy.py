@@ -88,7 +88,9 @@ class SecurityPolicy(BaseModel):
         default=None, description="If set, clusters may only be created in these namespaces."
     )
     shm_fraction: float = Field(
-        default=0.3, gt=0, le=1,
+        default=0.3,
+        gt=0,
+        le=1,
         description="Size of the memory-backed /dev/shm as a fraction of the pod's memory (at least the object store).",
     )
     max_object_store_fraction: float = Field(
@@ -136,7 +138,9 @@ class SecurityPolicy(BaseModel):
 DEFAULT_POLICY = SecurityPolicy()
 
 
-def policy_from_mapping(data: dict[str, Any], base: SecurityPolicy = DEFAULT_POLICY, where: str = "policy") -> SecurityPolicy:
+def policy_from_mapping(
+    data: dict[str, Any], base: SecurityPolicy = DEFAULT_POLICY, where: str = "policy"
+) -> SecurityPolicy:
     """Apply a parsed policy document to ``base``: given keys override, the rest stay.
 
     Raises:
@@ -178,7 +182,9 @@ def effective_service_account(spec: ClusterSpec, policy: SecurityPolicy) -> str:
     return policy.service_account
 
 
-def check_policy(spec: ClusterSpec, policy: SecurityPolicy = DEFAULT_POLICY, catalog: GpuCatalog = DEFAULT_CATALOG) -> None:
+def check_policy(
+    spec: ClusterSpec, policy: SecurityPolicy = DEFAULT_POLICY, catalog: GpuCatalog = DEFAULT_CATALOG
+) -> None:
     """Check ``spec`` against the platform policy and catalog before anything is rendered.
 
     Args:
@@ -214,13 +220,18 @@ def check_policy(spec: ClusterSpec, policy: SecurityPolicy = DEFAULT_POLICY, cat
             )
         total = largest * spec.gpus_per_worker
         if total > policy.max_gpus_per_cluster:
-            found.append(Violation(
-                "gpus_per_worker", spec.gpus_per_worker,
-                f"at most {policy.max_gpus_per_cluster} GPUs per cluster (policy.max_gpus_per_cluster); "
-                f"{largest} workers x {spec.gpus_per_worker} GPUs = {total}",
-            ))
+            found.append(
+                Violation(
+                    "gpus_per_worker",
+                    spec.gpus_per_worker,
+                    f"at most {policy.max_gpus_per_cluster} GPUs per cluster (policy.max_gpus_per_cluster); "
+                    f"{largest} workers x {spec.gpus_per_worker} GPUs = {total}",
+                )
+            )
     elif spec.gpus_per_worker:
-        found.append(Violation("gpus_per_worker", spec.gpus_per_worker, f"0 on the {gpu.name!r} pool, which has no GPUs"))
+        found.append(
+            Violation("gpus_per_worker", spec.gpus_per_worker, f"0 on the {gpu.name!r} pool, which has no GPUs")
+        )
 
     if spec.ttl > policy.max_ttl:
         found.append(Violation("ttl", str(spec.ttl), f"at most {policy.max_ttl} (policy.max_ttl)"))
@@ -259,10 +270,13 @@ def _object_store_violations(spec: ClusterSpec, policy: SecurityPolicy) -> list[
         store = spec.object_store_bytes(memory)
         ceiling = int(quantity_to_bytes(memory) * policy.max_object_store_fraction)
         if store > ceiling:
-            found.append(Violation(
-                "object_store_memory", spec.object_store_memory,
-                f"at most {policy.max_object_store_fraction:.0%} of {field}={memory} ({ceiling} bytes)",
-            ))
+            found.append(
+                Violation(
+                    "object_store_memory",
+                    spec.object_store_memory,
+                    f"at most {policy.max_object_store_fraction:.0%} of {field}={memory} ({ceiling} bytes)",
+                )
+            )
     return found
 
 

@@ -6,9 +6,18 @@ import re
 from decimal import Decimal
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-            "k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9), "T": Decimal(10**12),
-            "P": Decimal(10**15), "E": Decimal(10**18)}
+_DECIMAL = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "P": Decimal(10**15),
+    "E": Decimal(10**18),
+}
 # The grammar of k8s.io/apimachinery resource.Quantity (sign, number, optional suffix or exponent).
 _QUANTITY = re.compile(r"^(?P<num>[+-]?(\d+(\.\d*)?|\.\d+))(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$")
 
@@ -17,7 +26,7 @@ class QuantityError(ValueError):
     """A string is not a Kubernetes resource quantity."""
 
 
-def parse_quantity(value: str | int | float) -> Decimal:
+def parse_quantity(value: str | float) -> Decimal:
     """Return the value of a Kubernetes quantity in base units (bytes, cores).
 
     Args:
@@ -43,7 +52,7 @@ def parse_quantity(value: str | int | float) -> Decimal:
     return number * (Decimal(10) ** int(suffix[1:]))
 
 
-def quantity_to_bytes(value: str | int | float) -> int:
+def quantity_to_bytes(value: str | float) -> int:
     """Parse a memory quantity and return whole bytes."""
     return int(parse_quantity(value))
 

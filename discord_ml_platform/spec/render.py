@@ -8,7 +8,7 @@ user previews is what gets created. The spec is checked against the platform pol
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -46,7 +46,7 @@ SUBMITTER_CPUS, SUBMITTER_MEMORY = 0.5, 1 * 2**30
 
 def _utc(moment: datetime) -> datetime:
     # A naive time is taken as UTC, so output never depends on the machine's time zone.
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _num(value: float) -> str:

@@ -66,9 +66,7 @@ def render_resources(cpus: float, memory_bytes: int, gpus: int = 0, gpu_resource
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def render_env(
-    policy: SecurityPolicy, extra: Mapping[str, str] | None = None, *, gpus: bool = False
-) -> list[Manifest]:
+def render_env(policy: SecurityPolicy, extra: Mapping[str, str] | None = None, *, gpus: bool = False) -> list[Manifest]:
     """Environment of a Ray container: platform variables, NCCL ones on GPU pods, then ``extra``.
 
     Ray 2.60 turns token auth on by itself when ``~/.ray/auth_token`` exists, so the mode is
@@ -132,9 +130,13 @@ def render_autoscaler_token_volume(expiration_seconds: int = 3607) -> Manifest:
             "sources": [
                 {"serviceAccountToken": {"path": "token", "expirationSeconds": expiration_seconds}},
                 {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-                {"downwardAPI": {"items": [
-                    {"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}},
-                ]}},
+                {
+                    "downwardAPI": {
+                        "items": [
+                            {"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}},
+                        ]
+                    }
+                },
             ],
         },
     }
@@ -157,7 +159,9 @@ def render_ray_container(
         "env": env,
     }
     if ports:
-        container["ports"] = [{"name": port_name, "containerPort": port, "protocol": "TCP"} for port_name, port in ports]
+        container["ports"] = [
+            {"name": port_name, "containerPort": port, "protocol": "TCP"} for port_name, port in ports
+        ]
     container["resources"] = resources
     container["securityContext"] = render_container_security_context(policy)
     container["volumeMounts"] = render_volume_mounts(policy)

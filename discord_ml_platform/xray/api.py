@@ -33,12 +33,21 @@ ERRORS = {404: {"model": Problem}, 422: {"description": "Invalid name, namespace
 WRITE_ERRORS = {**ERRORS, 401: {"model": Problem}, 403: {"model": Problem}}
 
 
-def cluster_filters(owner: FilterParam = None, status: FilterParam = None, gpu_type: FilterParam = None,
-                    team: FilterParam = None,
-                    backend: Annotated[str | None, Query(pattern=BACKEND_PATTERN)] = None) -> ClusterFilters:
+def cluster_filters(
+    owner: FilterParam = None,
+    status: FilterParam = None,
+    gpu_type: FilterParam = None,
+    team: FilterParam = None,
+    backend: Annotated[str | None, Query(pattern=BACKEND_PATTERN)] = None,
+) -> ClusterFilters:
     """Filters from the query string (empty values match everything)."""
-    return ClusterFilters(owner=owner or None, status=status or None, gpu_type=gpu_type or None,
-                          team=team or None, backend=backend or None)
+    return ClusterFilters(
+        owner=owner or None,
+        status=status or None,
+        gpu_type=gpu_type or None,
+        team=team or None,
+        backend=backend or None,
+    )
 
 
 def build_api(ctx: XRayContext) -> APIRouter:
@@ -62,13 +71,18 @@ def build_api(ctx: XRayContext) -> APIRouter:
     def session(request: Request) -> dict[str, bool]:
         return {"writes_enabled": ctx.settings.writes_enabled, "authorized": is_writer(request, ctx.settings)}
 
-    @router.get("/clusters", response_model=ClusterList, summary="Every cluster of every backend, filtered, with totals")
+    @router.get(
+        "/clusters", response_model=ClusterList, summary="Every cluster of every backend, filtered, with totals"
+    )
     def clusters(filters: Annotated[ClusterFilters, Depends(cluster_filters)]) -> Response:
         # Serialized once by pydantic-core; letting FastAPI validate the model again costs ~2x on big lists.
         return Response(ctx.service.list_clusters(filters).model_dump_json(), media_type="application/json")
 
-    @router.get("/clusters/{backend}/{namespace}/{name}", responses=ERRORS,
-                summary="Spec summary, conditions and events of one cluster")
+    @router.get(
+        "/clusters/{backend}/{namespace}/{name}",
+        responses=ERRORS,
+        summary="Spec summary, conditions and events of one cluster",
+    )
     def cluster(backend: BackendParam, namespace: NamespaceParam, name: NameParam) -> ClusterDetail:
         return ctx.service.detail(lookup(backend, namespace, name))
 
@@ -77,13 +91,21 @@ def build_api(ctx: XRayContext) -> APIRouter:
         return list_jobs(lookup(backend, namespace, name), ctx.settings.ray_auth_mode)
 
     @router.get("/clusters/{backend}/{namespace}/{name}/logs", responses=ERRORS, summary="Tail of the head's log")
-    def logs(backend: BackendParam, namespace: NamespaceParam, name: NameParam,
-             lines: Annotated[int, Query(ge=1, le=5000)] = 200) -> LogTail:
+    def logs(
+        backend: BackendParam,
+        namespace: NamespaceParam,
+        name: NameParam,
+        lines: Annotated[int, Query(ge=1, le=5000)] = 200,
+    ) -> LogTail:
         info = lookup(backend, namespace, name)
         return tail_logs(ctx.service.backends[backend], info, lines, auth_mode=ctx.settings.ray_auth_mode)
 
-    @router.delete("/clusters/{backend}/{namespace}/{name}", responses=WRITE_ERRORS, dependencies=[writer],
-                   summary="Delete the cluster (backend.delete) and stop its notebook")
+    @router.delete(
+        "/clusters/{backend}/{namespace}/{name}",
+        responses=WRITE_ERRORS,
+        dependencies=[writer],
+        summary="Delete the cluster (backend.delete) and stop its notebook",
+    )
     def delete_cluster(backend: BackendParam, namespace: NamespaceParam, name: NameParam) -> DeleteResult:
         info = lookup(backend, namespace, name)
         key = f"{backend}/{namespace}/{name}"
@@ -94,17 +116,24 @@ def build_api(ctx: XRayContext) -> APIRouter:
             raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(err)) from None
         return DeleteResult(deleted=key, notebook_stopped=stopped)
 
-    @router.get("/clusters/{backend}/{namespace}/{name}/notebook", responses=ERRORS,
-                summary="The cluster's notebook; its link only for token holders")
+    @router.get(
+        "/clusters/{backend}/{namespace}/{name}/notebook",
+        responses=ERRORS,
+        summary="The cluster's notebook; its link only for token holders",
+    )
     def notebook(request: Request, backend: BackendParam, namespace: NamespaceParam, name: NameParam) -> NotebookView:
         record = ctx.notebooks.get(f"{backend}/{namespace}/{name}")
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no notebook for this cluster")
         return ctx.notebooks.view(record, with_url=is_writer(request, ctx.settings))
 
-    @router.post("/clusters/{backend}/{namespace}/{name}/notebook", responses={**WRITE_ERRORS, 409: {"model": Problem}},
-                 dependencies=[writer], status_code=status.HTTP_201_CREATED,
-                 summary="Launch JupyterLab attached to the cluster (RAY_ADDRESS set)")
+    @router.post(
+        "/clusters/{backend}/{namespace}/{name}/notebook",
+        responses={**WRITE_ERRORS, 409: {"model": Problem}},
+        dependencies=[writer],
+        status_code=status.HTTP_201_CREATED,
+        summary="Launch JupyterLab attached to the cluster (RAY_ADDRESS set)",
+    )
     def launch_notebook(backend: BackendParam, namespace: NamespaceParam, name: NameParam) -> NotebookView:
         info = lookup(backend, namespace, name)
         try:
@@ -113,8 +142,12 @@ def build_api(ctx: XRayContext) -> APIRouter:
             raise HTTPException(status.HTTP_409_CONFLICT, str(err)) from None
         return ctx.notebooks.view(record, with_url=True)
 
-    @router.delete("/clusters/{backend}/{namespace}/{name}/notebook", responses=WRITE_ERRORS, dependencies=[writer],
-                   summary="Stop the cluster's notebook")
+    @router.delete(
+        "/clusters/{backend}/{namespace}/{name}/notebook",
+        responses=WRITE_ERRORS,
+        dependencies=[writer],
+        summary="Stop the cluster's notebook",
+    )
     def stop_notebook(backend: BackendParam, namespace: NamespaceParam, name: NameParam) -> dict[str, bool]:
         if backend not in ctx.service.backends:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown backend {backend!r}")

@@ -39,8 +39,9 @@ def default_launchers(backends: Mapping[str, ClusterBackend], settings: XRaySett
 
             launchers[name] = PodNotebookLauncher(backend, settings.notebook_image, settings.platform_config)
         else:
-            launchers[name] = LocalProcessLauncher(settings.state_dir / "notebook-work",
-                                                   auth_mode=settings.ray_auth_mode)
+            launchers[name] = LocalProcessLauncher(
+                settings.state_dir / "notebook-work", auth_mode=settings.ray_auth_mode
+            )
     return launchers
 
 
@@ -64,8 +65,11 @@ def create_app(
         Swagger UI at ``/api/docs``), assets under ``/static``.
     """
     service = ClusterService(backends, settings)
-    notebooks = NotebookManager(settings.state_dir, launchers if launchers is not None
-                                else default_launchers(backends, settings), settings.notebook_idle_timeout_s)
+    notebooks = NotebookManager(
+        settings.state_dir,
+        launchers if launchers is not None else default_launchers(backends, settings),
+        settings.notebook_idle_timeout_s,
+    )
     ctx = XRayContext(settings=settings, service=service, notebooks=notebooks)
 
     def live_clusters() -> set[str] | None:

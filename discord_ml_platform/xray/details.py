@@ -11,7 +11,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -37,7 +37,7 @@ def _time(ms: Any) -> str | None:
     if not ms:
         return None
     try:
-        return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc).isoformat()
+        return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).isoformat()
     except (TypeError, ValueError, OverflowError):
         return None
 
@@ -91,8 +91,9 @@ def tail_file(path: Path, lines: int) -> list[str]:
         return [line.rstrip("\n") for line in deque(handle, maxlen=lines)]
 
 
-def tail_logs(backend: ClusterBackend, info: ClusterInfo, lines: int = 200, timeout_s: float = 8.0,
-              auth_mode: str = "disabled") -> LogTail:
+def tail_logs(
+    backend: ClusterBackend, info: ClusterInfo, lines: int = 200, timeout_s: float = 8.0, auth_mode: str = "disabled"
+) -> LogTail:
     """The tail of the cluster's head log.
 
     Local clusters: the head's log file. KubeRay: the head pod's container log through the
@@ -131,8 +132,9 @@ def _core_api(backend: ClusterBackend) -> Any:
 
 def _head_pod_log(core: Any, info: ClusterInfo, lines: int) -> LogTail:
     ns, name = info.handle.namespace, info.handle.name
-    pods = core.list_namespaced_pod(ns, label_selector=f"ray.io/cluster={name},ray.io/node-type=head",
-                                    _request_timeout=(3, 5))
+    pods = core.list_namespaced_pod(
+        ns, label_selector=f"ray.io/cluster={name},ray.io/node-type=head", _request_timeout=(3, 5)
+    )
     if not pods.items:
         return LogTail(source="head pod", error="no head pod yet")
     pod = pods.items[0].metadata.name

@@ -63,7 +63,8 @@ class ClusterList(BaseModel):
     errors: list[BackendError] = Field(default_factory=list)
     filters: dict[str, str | None] = Field(default_factory=dict)
     choices: dict[str, list[str]] = Field(
-        default_factory=dict, description="Values present before filtering, for the filter menus.")
+        default_factory=dict, description="Values present before filtering, for the filter menus."
+    )
     generated_at: str
 
 

@@ -31,7 +31,13 @@ def jupyterlab_command(port: int, workdir: Path, idle_timeout_s: int) -> list[st
     """JupyterLab on ``127.0.0.1:port`` that shuts itself down after ``idle_timeout_s`` without activity
     and culls kernels idle that long. The token comes from ``$JUPYTER_TOKEN``."""
     return [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--port-retries=0",
         f"--ServerApp.root_dir={workdir}",
         "--ServerApp.allow_remote_access=False",
         f"--ServerApp.shutdown_no_activity_timeout={idle_timeout_s}",
@@ -56,7 +62,8 @@ def _same_process(record: NotebookRecord) -> bool:
     try:
         proc = psutil.Process(record.pid)
         return proc.status() != psutil.STATUS_ZOMBIE and (
-            record.pid_started is None or abs(proc.create_time() - record.pid_started) < 1.0)
+            record.pid_started is None or abs(proc.create_time() - record.pid_started) < 1.0
+        )
     except psutil.Error:
         return False
 
@@ -74,8 +81,13 @@ class LocalProcessLauncher:
 
     kind = "process"
 
-    def __init__(self, workdir_root: Path, command: CommandFactory = jupyterlab_command,
-                 auth_mode: str = "disabled", url_path: str = "/lab") -> None:
+    def __init__(
+        self,
+        workdir_root: Path,
+        command: CommandFactory = jupyterlab_command,
+        auth_mode: str = "disabled",
+        url_path: str = "/lab",
+    ) -> None:
         self.workdir_root = Path(workdir_root)
         self.command = command
         self.auth_mode = auth_mode
@@ -95,24 +107,40 @@ class LocalProcessLauncher:
         env = dict(os.environ)
         for secret_like in ("DMP_XRAY_TOKEN",):  # the dashboard's token never reaches user code
             env.pop(secret_like, None)
-        env.update({
-            "RAY_ADDRESS": info.endpoints.gcs_address,
-            "RAY_AUTH_MODE": self.auth_mode,
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "JUPYTER_TOKEN": token,
-            "JUPYTER_RUNTIME_DIR": str(workdir / ".runtime"),
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-        })
+        env.update(
+            {
+                "RAY_ADDRESS": info.endpoints.gcs_address,
+                "RAY_AUTH_MODE": self.auth_mode,
+                "RAY_USAGE_STATS_ENABLED": "0",
+                "JUPYTER_TOKEN": token,
+                "JUPYTER_RUNTIME_DIR": str(workdir / ".runtime"),
+                "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+            }
+        )
         log_file = open(workdir / "notebook.log", "ab")  # noqa: SIM115 - handed to the child
         try:
-            proc = subprocess.Popen(list(self.command(port, workdir, idle_timeout_s)), cwd=workdir, env=env,
-                                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                list(self.command(port, workdir, idle_timeout_s)),
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         finally:
             log_file.close()
-        return NotebookRecord(cluster="", kind=self.kind, token=token, started_at=now_utc().isoformat(),
-                              idle_timeout_s=idle_timeout_s, pid=proc.pid, pid_started=_started(proc.pid),
-                              port=port, workdir=str(workdir))
+        return NotebookRecord(
+            cluster="",
+            kind=self.kind,
+            token=token,
+            started_at=now_utc().isoformat(),
+            idle_timeout_s=idle_timeout_s,
+            pid=proc.pid,
+            pid_started=_started(proc.pid),
+            port=port,
+            workdir=str(workdir),
+        )
 
     def state(self, record: NotebookRecord) -> str:
         """``running`` once the port answers, ``starting`` before, ``stopped`` when the process is gone."""
@@ -128,8 +156,9 @@ class LocalProcessLauncher:
         """``last_activity`` from the server's ``/api/status`` (JupyterLab's), if it answers."""
         if not record.port:
             return None
-        request = urllib.request.Request(f"http://127.0.0.1:{record.port}/api/status",
-                                         headers={"Authorization": f"token {record.token}"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{record.port}/api/status", headers={"Authorization": f"token {record.token}"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=2) as response:
                 value = json.load(response).get("last_activity")

@@ -41,22 +41,38 @@ def notebook_name(cluster: str) -> str:
 
 def notebook_labels(cluster: str) -> dict[str, str]:
     """Labels of the notebook's objects. Not ``ray.io/cluster``: KubeRay must not count the pod as a Ray node."""
-    return {MANAGED_BY: MANAGED_BY_VALUE, CLUSTER: label_value(cluster), NOTEBOOK_FOR: label_value(cluster),
-            COMPONENT: "notebook"}
+    return {
+        MANAGED_BY: MANAGED_BY_VALUE,
+        CLUSTER: label_value(cluster),
+        NOTEBOOK_FOR: label_value(cluster),
+        COMPONENT: "notebook",
+    }
 
 
 def owner_reference(cluster: str, uid: str) -> Manifest:
     """An ownerReference to the RayCluster, so the notebook goes when the cluster goes."""
-    return {"apiVersion": "ray.io/v1", "kind": "RayCluster", "name": cluster, "uid": uid,
-            "blockOwnerDeletion": False, "controller": False}
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "name": cluster,
+        "uid": uid,
+        "blockOwnerDeletion": False,
+        "controller": False,
+    }
 
 
 def render_notebook_secret(cluster: str, namespace: str, uid: str, token: str) -> Manifest:
     """The Secret that holds the notebook's token (never in the pod spec itself)."""
     return {
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": notebook_name(cluster), "namespace": namespace, "labels": notebook_labels(cluster),
-                     "ownerReferences": [owner_reference(cluster, uid)]},
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": notebook_name(cluster),
+            "namespace": namespace,
+            "labels": notebook_labels(cluster),
+            "ownerReferences": [owner_reference(cluster, uid)],
+        },
         "stringData": {"token": token},
     }
 
@@ -89,9 +105,16 @@ def render_notebook_pod(
         "image": image,
         "imagePullPolicy": policy.image_pull_policy,
         "command": [
-            "python", "-m", "jupyterlab", "--no-browser", "--ip=0.0.0.0", f"--port={NOTEBOOK_PORT}",
-            "--ServerApp.root_dir=/tmp/work", f"--ServerApp.shutdown_no_activity_timeout={idle_timeout_s}",
-            f"--MappingKernelManager.cull_idle_timeout={idle_timeout_s}", "--MappingKernelManager.cull_interval=60",
+            "python",
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ip=0.0.0.0",
+            f"--port={NOTEBOOK_PORT}",
+            "--ServerApp.root_dir=/tmp/work",
+            f"--ServerApp.shutdown_no_activity_timeout={idle_timeout_s}",
+            f"--MappingKernelManager.cull_idle_timeout={idle_timeout_s}",
+            "--MappingKernelManager.cull_interval=60",
             f"--TerminalManager.cull_inactive_timeout={idle_timeout_s}",
         ],
         "env": [
@@ -99,8 +122,7 @@ def render_notebook_pod(
             {"name": "RAY_AUTH_MODE", "value": policy.ray_auth_mode},
             {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
             {"name": "HOME", "value": "/tmp"},
-            {"name": "JUPYTER_TOKEN",
-             "valueFrom": {"secretKeyRef": {"name": notebook_name(cluster), "key": "token"}}},
+            {"name": "JUPYTER_TOKEN", "valueFrom": {"secretKeyRef": {"name": notebook_name(cluster), "key": "token"}}},
         ],
         "ports": [{"name": "notebook", "containerPort": NOTEBOOK_PORT, "protocol": "TCP"}],
         "resources": render_resources(NOTEBOOK_CPUS, NOTEBOOK_MEMORY),
@@ -121,9 +143,14 @@ def render_notebook_pod(
     if pool is not None and pool.tolerations:
         spec["tolerations"] = [t.to_manifest() for t in pool.tolerations]
     return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": notebook_name(cluster), "namespace": namespace, "labels": notebook_labels(cluster),
-                     "ownerReferences": [owner_reference(cluster, uid)]},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": notebook_name(cluster),
+            "namespace": namespace,
+            "labels": notebook_labels(cluster),
+            "ownerReferences": [owner_reference(cluster, uid)],
+        },
         "spec": spec,
     }
 
@@ -150,8 +177,12 @@ class PodNotebookLauncher:
 
     kind = "pod"
 
-    def __init__(self, backend: ClusterBackend, image: str | None = None,
-                 platform_config: PlatformConfig = DEFAULT_PLATFORM_CONFIG) -> None:
+    def __init__(
+        self,
+        backend: ClusterBackend,
+        image: str | None = None,
+        platform_config: PlatformConfig = DEFAULT_PLATFORM_CONFIG,
+    ) -> None:
         from kubernetes import client
 
         api_client = getattr(backend, "api_client", None)
@@ -171,13 +202,27 @@ class PodNotebookLauncher:
         if not uid:
             raise NotebookError("the RayCluster's uid is unknown; cannot attach a notebook to it")
         name, ns = info.handle.name, info.handle.namespace
-        record = NotebookRecord(cluster="", kind=self.kind, token=token, started_at=now_utc().isoformat(),
-                                idle_timeout_s=idle_timeout_s, namespace=ns, pod=notebook_name(name),
-                                secret=notebook_name(name))
+        record = NotebookRecord(
+            cluster="",
+            kind=self.kind,
+            token=token,
+            started_at=now_utc().isoformat(),
+            idle_timeout_s=idle_timeout_s,
+            namespace=ns,
+            pod=notebook_name(name),
+            secret=notebook_name(name),
+        )
         self.stop(record)  # a finished or stale one of an earlier launch
         secret = render_notebook_secret(name, ns, uid, token)
-        pod = render_notebook_pod(name, ns, uid, in_cluster_ray_address(info), image=self.image,
-                                  idle_timeout_s=idle_timeout_s, platform_config=self.platform_config)
+        pod = render_notebook_pod(
+            name,
+            ns,
+            uid,
+            in_cluster_ray_address(info),
+            image=self.image,
+            idle_timeout_s=idle_timeout_s,
+            platform_config=self.platform_config,
+        )
         try:
             self.core.create_namespaced_secret(ns, secret, _request_timeout=(5, 15))
             self.core.create_namespaced_pod(ns, pod, _request_timeout=(5, 15))

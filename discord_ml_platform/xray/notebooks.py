@@ -18,7 +18,7 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -91,7 +91,7 @@ class NotebookLauncher(Protocol):
 
 def now_utc() -> datetime:
     """The current time in UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class NotebookManager:
@@ -125,7 +125,9 @@ class NotebookManager:
 
     def records(self) -> list[NotebookRecord]:
         """Every recorded notebook."""
-        found = [self.get(p.stem.replace("__", "/")) for p in sorted(self.dir.glob("*.json"))] if self.dir.exists() else []
+        found = (
+            [self.get(p.stem.replace("__", "/")) for p in sorted(self.dir.glob("*.json"))] if self.dir.exists() else []
+        )
         return [r for r in found if r is not None]
 
     def _save(self, record: NotebookRecord) -> None:
@@ -138,8 +140,11 @@ class NotebookManager:
         tmp.replace(path)
 
     def _launcher(self, record_or_backend: NotebookRecord | str) -> NotebookLauncher:
-        backend = record_or_backend.cluster.split("/", 1)[0] if isinstance(record_or_backend, NotebookRecord) \
+        backend = (
+            record_or_backend.cluster.split("/", 1)[0]
+            if isinstance(record_or_backend, NotebookRecord)
             else record_or_backend
+        )
         launcher = self.launchers.get(backend)
         if launcher is None:
             raise NotebookError(f"no notebook launcher for backend {backend!r}")
@@ -185,9 +190,14 @@ class NotebookManager:
         """The API's view; the link (it holds the notebook's token) only when ``with_url``."""
         launcher = self._launcher(record)
         state = launcher.state(record)
-        return NotebookView(cluster=record.cluster, kind=record.kind, state=state, started_at=record.started_at,
-                            idle_timeout_s=record.idle_timeout_s,
-                            url=launcher.url(record) if with_url and state == "running" else None)
+        return NotebookView(
+            cluster=record.cluster,
+            kind=record.kind,
+            state=state,
+            started_at=record.started_at,
+            idle_timeout_s=record.idle_timeout_s,
+            url=launcher.url(record) if with_url and state == "running" else None,
+        )
 
     # --- reaper --------------------------------------------------------------------------------
 

@@ -30,8 +30,9 @@ def money(value: float | None) -> str:
 
 def make_templates() -> Jinja2Templates:
     """Templates with autoescaping forced on for every file (not only ``.html``)."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True, undefined=jinja2.StrictUndefined
+    )
     env.filters["money"] = money
     return Jinja2Templates(env=env)
 
@@ -50,16 +51,22 @@ def build_pages(ctx: XRayContext) -> APIRouter:
         return page(request, "clusters.html", listing=ctx.service.list_clusters(filters))
 
     @router.get("/clusters/{backend}/{namespace}/{name}", response_class=HTMLResponse)
-    def cluster_page(request: Request, backend: BackendParam, namespace: NamespaceParam,
-                     name: NameParam) -> HTMLResponse:
+    def cluster_page(
+        request: Request, backend: BackendParam, namespace: NamespaceParam, name: NameParam
+    ) -> HTMLResponse:
         try:
             info = ctx.service.find(backend, namespace, name)
         except (ClusterNotFoundError, ClusterError) as err:
             return page(request, "missing.html", status_code=404, message=str(err))
         lines = ctx.settings.log_lines
-        return page(request, "cluster.html", detail=ctx.service.detail(info),
-                    jobs=list_jobs(info, ctx.settings.ray_auth_mode, timeout_s=5),
-                    logs=tail_logs(ctx.service.backends[backend], info, lines, timeout_s=5,
-                                   auth_mode=ctx.settings.ray_auth_mode))
+        return page(
+            request,
+            "cluster.html",
+            detail=ctx.service.detail(info),
+            jobs=list_jobs(info, ctx.settings.ray_auth_mode, timeout_s=5),
+            logs=tail_logs(
+                ctx.service.backends[backend], info, lines, timeout_s=5, auth_mode=ctx.settings.ray_auth_mode
+            ),
+        )
 
     return router

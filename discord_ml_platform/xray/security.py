@@ -18,8 +18,10 @@ from discord_ml_platform.xray.settings import XRaySettings
 
 TOKEN_HEADER = "X-XRay-Token"
 # Pages run only our own script and styles; no inline script, nothing from elsewhere, no framing.
-PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'")
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+)
 # FastAPI's Swagger UI page loads its bundle from a CDN and runs an inline bootstrap script.
 DOCS_PATHS = ("/api/docs", "/api/redoc")
 
@@ -73,19 +75,24 @@ def writer_dependency(settings: XRaySettings) -> Callable[[Request], None]:
 
     def require_writer(request: Request) -> None:
         if not settings.writes_enabled:
-            raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                "this dashboard is read-only: start it with DMP_XRAY_TOKEN set to allow changes")
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                "this dashboard is read-only: start it with DMP_XRAY_TOKEN set to allow changes",
+            )
         why = cross_site(request)
         if why:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"cross-site request refused ({why})")
         presented = presented_token(request)
         if presented is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "this action needs the dashboard token "
-                                f"(Authorization: Bearer ... or {TOKEN_HEADER})",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                f"this action needs the dashboard token (Authorization: Bearer ... or {TOKEN_HEADER})",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if not token_matches(settings, presented):
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong dashboard token",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, "wrong dashboard token", headers={"WWW-Authenticate": "Bearer"}
+            )
 
     return require_writer
 
@@ -105,8 +112,12 @@ class SecurityHeaders:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
-                            (b"x-frame-options", b"DENY"), (b"cache-control", b"no-store")]
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"cache-control", b"no-store"),
+                ]
                 if not docs:
                     headers.append((b"content-security-policy", PAGE_CSP.encode()))
                 message["headers"] = headers

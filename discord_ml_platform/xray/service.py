@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -33,9 +33,21 @@ log = logging.getLogger(__name__)
 
 # What a cluster page shows of a kept spec. ``env`` is left out on purpose: it may hold secrets.
 SPEC_FIELDS = (
-    "gpu_type", "gpus_per_worker", "workers", "min_workers", "max_workers", "cpus_per_worker",
-    "memory_per_worker", "head_cpus", "head_memory", "object_store_memory", "image", "ray_version",
-    "ttl", "service_account", "autoscaling",
+    "gpu_type",
+    "gpus_per_worker",
+    "workers",
+    "min_workers",
+    "max_workers",
+    "cpus_per_worker",
+    "memory_per_worker",
+    "head_cpus",
+    "head_memory",
+    "object_store_memory",
+    "image",
+    "ray_version",
+    "ttl",
+    "service_account",
+    "autoscaling",
 )
 
 
@@ -66,14 +78,24 @@ class ClusterFilters:
 
     def matches(self, view: ClusterView) -> bool:
         """Whether ``view`` passes every filter that is set."""
-        wanted = {"owner": self.owner, "status": self.status, "gpu_type": self.gpu_type, "team": self.team,
-                  "backend": self.backend}
+        wanted = {
+            "owner": self.owner,
+            "status": self.status,
+            "gpu_type": self.gpu_type,
+            "team": self.team,
+            "backend": self.backend,
+        }
         return all(not value or getattr(view, key) == value for key, value in wanted.items())
 
     def as_dict(self) -> dict[str, str | None]:
         """The filters as a plain dict (echoed in responses)."""
-        return {"owner": self.owner, "status": self.status, "gpu_type": self.gpu_type, "team": self.team,
-                "backend": self.backend}
+        return {
+            "owner": self.owner,
+            "status": self.status,
+            "gpu_type": self.gpu_type,
+            "team": self.team,
+            "backend": self.backend,
+        }
 
 
 def safe_http_url(url: str | None) -> str | None:
@@ -166,7 +188,7 @@ class ClusterService:
                     errors.append(BackendError(backend=name, message=str(err) or type(err).__name__))
             # Views are built here, once per listing (in the background thread when revalidating),
             # so a request only filters and serializes. Ages and costs are as of the listing.
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             views = sorted((self.view(i, now) for i in infos), key=lambda v: (v.backend, v.namespace, v.name))
             if invalidations != self._invalidations:  # a delete happened meanwhile: never reuse this one
                 taken = float("-inf")
@@ -177,8 +199,7 @@ class ClusterService:
     def _refresh_in_background(self) -> None:
         if self._refresh_lock.locked():
             return
-        threading.Thread(target=self._refresh, args=(self._generation,), name="xray-list-refresh",
-                         daemon=True).start()
+        threading.Thread(target=self._refresh, args=(self._generation,), name="xray-list-refresh", daemon=True).start()
 
     def wait_idle(self, timeout_s: float = 30.0) -> bool:
         """Wait until no listing is in flight (before closing the backends); ``False`` on timeout."""
@@ -200,7 +221,7 @@ class ClusterService:
 
     def view(self, info: ClusterInfo, now: datetime | None = None) -> ClusterView:
         """The list's view of one cluster."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         row = display_cells(cluster_row(info, self.settings.platform_config.catalog, now), now)
         price = row["hourly_price_usd"]
         cost = round(price * row["age_seconds"] / 3600, 4) if price is not None else None
@@ -261,8 +282,14 @@ class ClusterService:
             cost_per_hour_usd=round(sum(v.hourly_price_usd or 0 for v in shown), 2),
             cost_so_far_usd=round(sum(v.cost_so_far_usd or 0 for v in shown), 2),
         )
-        return ClusterList(clusters=shown, totals=totals, errors=errors, filters=filters.as_dict(),
-                           choices=choices, generated_at=now.isoformat())
+        return ClusterList(
+            clusters=shown,
+            totals=totals,
+            errors=errors,
+            filters=filters.as_dict(),
+            choices=choices,
+            generated_at=now.isoformat(),
+        )
 
     def find(self, backend: str, namespace: str, name: str) -> ClusterInfo:
         """The cluster, freshly listed from its backend.
@@ -275,8 +302,11 @@ class ClusterService:
         chosen = self.backends.get(backend)
         if chosen is None:
             raise ClusterNotFoundError(f"unknown backend {backend!r}")
-        matches = [i for i in chosen.list({CLUSTER: label_value(name)})
-                   if i.handle.name == name and i.handle.namespace == namespace]
+        matches = [
+            i
+            for i in chosen.list({CLUSTER: label_value(name)})
+            if i.handle.name == name and i.handle.namespace == namespace
+        ]
         if not matches:  # created without our labels (e.g. by kubectl)
             matches = [i for i in chosen.list() if i.handle.name == name and i.handle.namespace == namespace]
         if not matches:
@@ -297,14 +327,28 @@ class ClusterService:
         if isinstance(head, Mapping):
             spec.update({f"head.{k}": str(v) for k, v in sorted(head.items()) if isinstance(v, (str, int))})
         conditions = [
-            ConditionView(type=str(c.get("type")), status=str(c.get("status")), reason=c.get("reason"),
-                          message=c.get("message"), last_transition=c.get("lastTransitionTime"))
-            for c in details.get("conditions") or [] if isinstance(c, Mapping)
+            ConditionView(
+                type=str(c.get("type")),
+                status=str(c.get("status")),
+                reason=c.get("reason"),
+                message=c.get("message"),
+                last_transition=c.get("lastTransitionTime"),
+            )
+            for c in details.get("conditions") or []
+            if isinstance(c, Mapping)
         ]
-        events = [EventView(**{k: e.get(k) for k in EventView.model_fields if e.get(k) is not None})
-                  for e in details.get("events") or [] if isinstance(e, Mapping)]
-        return ClusterDetail(cluster=view, spec=spec, conditions=conditions, events=events,
-                             gcs_address=info.endpoints.gcs_address if info.endpoints else None)
+        events = [
+            EventView(**{k: e.get(k) for k in EventView.model_fields if e.get(k) is not None})
+            for e in details.get("events") or []
+            if isinstance(e, Mapping)
+        ]
+        return ClusterDetail(
+            cluster=view,
+            spec=spec,
+            conditions=conditions,
+            events=events,
+            gcs_address=info.endpoints.gcs_address if info.endpoints else None,
+        )
 
     # --- changing ----------------------------------------------------------------------------
 

@@ -99,9 +99,7 @@ def generate_window(
     exposure = live.exposure * (1.0 + 2.0 * np.exp(-age / 2.0))
     qi = rng.choice(len(live.quest_id), size=n, p=exposure / exposure.sum())
 
-    platform = np.where(
-        rng.random(n) < 0.8, world.user_platform[users], rng.integers(0, len(PLATFORMS), size=n)
-    )
+    platform = np.where(rng.random(n) < 0.8, world.user_platform[users], rng.integers(0, len(PLATFORMS), size=n))
     hour = np.floor(world.user_peak_hour[users] + rng.normal(0.0, 3.0, n)).astype(np.int64) % 24
     sessions = rng.poisson(world.user_session_rate[users] * (1.0 + 0.1 * np.sin(2 * np.pi * day / 7)))
     account_age = world.user_account_age[users] + day

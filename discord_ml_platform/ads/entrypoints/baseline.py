@@ -22,21 +22,31 @@ def main() -> None:
         ray.init(address=os.environ.get("RAY_ADDRESS", "auto"))
         cpus = float(extras.get("cpus", 1))
         if extras.get("use_ray_trainer"):
-            metrics = fit_and_evaluate_with_trainer(str(model_dir), extras.get("settings") or {}, int(extras.get("num_workers", 1)), cpus)
+            metrics = fit_and_evaluate_with_trainer(
+                str(model_dir), extras.get("settings") or {}, int(extras.get("num_workers", 1)), cpus
+            )
         else:
             # One task on the cluster (not the driver), so the fit uses cluster resources.
             task = ray.remote(num_cpus=cpus)(fit_and_evaluate)
             metrics = ray.get(task.remote(str(model_dir), extras.get("settings") or {}, max(1, int(cpus))))
-        pipes.log.info(f"XGBoost baseline AUC {metrics['auc']:.4f} (ceiling {metrics.get('ceiling_auc', float('nan')):.4f})")
-        pipes.report_asset_materialization(metadata={
-            **{k: round(float(v), 6) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)},
-            "baseline_path": {"raw_value": str(model_dir / "baseline"), "type": "path"},
-        })
+        pipes.log.info(
+            f"XGBoost baseline AUC {metrics['auc']:.4f} (ceiling {metrics.get('ceiling_auc', float('nan')):.4f})"
+        )
+        pipes.report_asset_materialization(
+            metadata={
+                **{
+                    k: round(float(v), 6)
+                    for k, v in metrics.items()
+                    if isinstance(v, (int, float)) and math.isfinite(v)
+                },
+                "baseline_path": {"raw_value": str(model_dir / "baseline"), "type": "path"},
+            }
+        )
 
 
 def fit_and_evaluate(model_dir: str, settings: dict[str, Any], threads: int = 1) -> dict[str, float]:
     """Fit on ``model_dir/split/train.parquet``; write ``baseline/`` and ``baseline.json``; return holdout metrics."""
-    from discord_ml_platform.ads.baseline import XGBoostSettings, evaluate_baseline, fit_xgboost
+    from discord_ml_platform.ads.baseline import XGBoostSettings, fit_xgboost
     from discord_ml_platform.ads.data import read_window
 
     d = Path(model_dir)
@@ -46,7 +56,9 @@ def fit_and_evaluate(model_dir: str, settings: dict[str, Any], threads: int = 1)
     return _finish(d, model)
 
 
-def fit_and_evaluate_with_trainer(model_dir: str, settings: dict[str, Any], num_workers: int, cpus: float) -> dict[str, float]:
+def fit_and_evaluate_with_trainer(
+    model_dir: str, settings: dict[str, Any], num_workers: int, cpus: float
+) -> dict[str, float]:
     """Same, with Ray Train's ``XGBoostTrainer`` doing the boosting on ``num_workers`` workers."""
     from discord_ml_platform.ads.baseline import XGBoostSettings, fit_xgboost_with_ray
 

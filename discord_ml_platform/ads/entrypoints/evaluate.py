@@ -32,7 +32,9 @@ def main() -> None:
         if extras.get("champion_version"):
             report["champion_version"] = extras["champion_version"]
         (model_dir / "evaluation.json").write_text(json.dumps(report, indent=2))
-        pipes.log.info(f"AUC {report['auc']:.4f} (ceiling {report['ceiling_auc']:.4f}), logloss {report['logloss']:.4f}")
+        pipes.log.info(
+            f"AUC {report['auc']:.4f} (ceiling {report['ceiling_auc']:.4f}), logloss {report['logloss']:.4f}"
+        )
         metadata: dict[str, Any] = {
             k: round(v, 6) for k, v in report.items() if isinstance(v, float) and math.isfinite(v)
         }

@@ -32,12 +32,14 @@ def main() -> None:
             num_gpus_per_actor=float(extras.get("num_gpus_per_actor", 0)),
         )
         pipes.log.info(f"scored {result['rows']} rows at {result['rows_per_second']:.0f} rows/s")
-        pipes.report_asset_materialization(metadata={
-            "rows": int(result["rows"]),
-            "rows_per_second": round(float(result["rows_per_second"]), 1),
-            "scores_path": {"raw_value": str(output), "type": "path"},
-            "model_version": str(extras.get("model_version", "partition")),
-        })
+        pipes.report_asset_materialization(
+            metadata={
+                "rows": int(result["rows"]),
+                "rows_per_second": round(float(result["rows_per_second"]), 1),
+                "scores_path": {"raw_value": str(output), "type": "path"},
+                "model_version": str(extras.get("model_version", "partition")),
+            }
+        )
 
 
 if __name__ == "__main__":

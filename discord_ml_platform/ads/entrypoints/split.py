@@ -24,7 +24,9 @@ def training_windows(data_root: Path, end: dt.date, window_days: int) -> list[dt
     return found
 
 
-def write_split(data_root: Path, end: dt.date, window_days: int, holdout_fraction: float, out_dir: Path) -> dict[str, object]:
+def write_split(
+    data_root: Path, end: dt.date, window_days: int, holdout_fraction: float, out_dir: Path
+) -> dict[str, object]:
     """Write ``train.parquet`` (older windows + most of ``end``) and ``holdout.parquet`` (the rest of ``end``).
 
     Returns paths and row counts.

@@ -21,10 +21,16 @@ def main() -> None:
 
         extras = pipes.extras
         model_dir = Path(extras["model_dir"])
-        split = write_split(Path(extras["data_root"]), dt.date.fromisoformat(extras["partition"]),
-                            int(extras["window_days"]), float(extras["holdout_fraction"]), model_dir / "split")
-        pipes.log.info(f"training on {split['train_rows']} rows of {split['windows']}, "
-                       f"holding out {split['holdout_rows']} rows")
+        split = write_split(
+            Path(extras["data_root"]),
+            dt.date.fromisoformat(extras["partition"]),
+            int(extras["window_days"]),
+            float(extras["holdout_fraction"]),
+            model_dir / "split",
+        )
+        pipes.log.info(
+            f"training on {split['train_rows']} rows of {split['windows']}, holding out {split['holdout_rows']} rows"
+        )
         config = TrainLoopConfig(
             train_path=str(split["train_path"]),
             validation_path=str(split["holdout_path"]),
@@ -36,8 +42,9 @@ def main() -> None:
             # still re-executes the same way.
             lr_schedule=str(extras.get("lr_schedule", "constant")),
             embedding_weight_decay=float(extras.get("embedding_weight_decay", 0.0)),
-            model=RankerConfig(embedding_dim=int(extras.get("embedding_dim", 16)),
-                               interaction=str(extras.get("interaction", "dot"))),
+            model=RankerConfig(
+                embedding_dim=int(extras.get("embedding_dim", 16)), interaction=str(extras.get("interaction", "dot"))
+            ),
             torch_threads=1,
             sharding=str(extras.get("sharding", "row")),
         )
@@ -53,15 +60,17 @@ def main() -> None:
         )
         (model_dir / "split.json").write_text(json.dumps(split, indent=2))
         final = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
-        pipes.report_asset_materialization(metadata={
-            **{k: round(v, 6) for k, v in final.items()},
-            "model_path": {"raw_value": str(result.model_path), "type": "path"},
-            "train_rows": split["train_rows"],
-            "holdout_rows": split["holdout_rows"],
-            "windows": {"raw_value": split["windows"], "type": "json"},
-            "train_seconds": round(result.train_seconds, 2),
-            "epochs_history": {"raw_value": result.history, "type": "json"},
-        })
+        pipes.report_asset_materialization(
+            metadata={
+                **{k: round(v, 6) for k, v in final.items()},
+                "model_path": {"raw_value": str(result.model_path), "type": "path"},
+                "train_rows": split["train_rows"],
+                "holdout_rows": split["holdout_rows"],
+                "windows": {"raw_value": split["windows"], "type": "json"},
+                "train_seconds": round(result.train_seconds, 2),
+                "epochs_history": {"raw_value": result.history, "type": "json"},
+            }
+        )
 
 
 if __name__ == "__main__":
