@@ -22,58 +22,48 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from pipelines.assets import GROUP, PARTITIONS, _python_module, _spec_for, ad_relevance_evaluation, ad_relevance_model
-from pipelines.config import ClusterConfig
-from resources import PipesRayJobClient, RayClusterResource
-from resources.storage import DataRootResource
-
-_MODEL_NAME = dict(pattern=r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$", description="Model name (as in training).")
-
-
-class BaselineConfig(ClusterConfig):
-    """The XGBoost baseline run."""
-
-    model_name: str = Field(default="ad-relevance", **_MODEL_NAME)  # type: ignore[arg-type]
-    use_ray_trainer: bool = Field(
-        default=False, description="Boost with Ray Train's XGBoostTrainer across workers instead of one Ray task."
-    )
-    cpus: float = Field(default=1, gt=0, le=96, description="CPUs of the fitting task (or per XGBoostTrainer worker).")
-    max_depth: int = Field(default=8, ge=1, le=16, description="Tree depth.")
-    num_boost_round: int = Field(
-        default=2000, ge=1, le=10_000, description="Most boosting rounds (early stopping picks fewer)."
-    )
+from discord_ml_platform.ads.params import BaselineParams
+from pipelines.assets import (
+    GROUP,
+    PARTITIONS,
+    TrainedModel,
+    ad_relevance_evaluation,
+    ad_relevance_model,
+    python_module,
+    trained_model,
+)
+from pipelines.config import BaselineConfig
+from resources import DataRootResource, PipesRayJobClient, RayClusterResource
 
 
-class QualityGateConfig(dg.Config):
-    """Thresholds of the promotion gate (shared by the checks and the promotion asset)."""
+class PromotionGate(dg.ConfigurableResource):
+    """Thresholds of the promotion gate, set once per run: the checks and the promotion share them."""
 
-    model_name: str = Field(default="ad-relevance", **_MODEL_NAME)  # type: ignore[arg-type]
     min_gain_over_baseline: float = Field(
-        default=0.0, ge=-1, le=1, description="Candidate AUC must exceed the baseline's by more than this."
+        default=0.0, ge=-1, le=1, description="Candidate AUC must exceed the baseline's by more than this (-1..1)."
     )
     max_regression_vs_champion: float = Field(
-        default=0.002, ge=0, le=1, description="Candidate AUC may trail the champion's by at most this."
+        default=0.002, ge=0, le=1, description="Candidate AUC may trail the champion's by at most this (0..1)."
     )
 
 
 def read_gate_inputs(
-    data_root: DataRootResource, model_name: str, partition: str
+    model: TrainedModel,
 ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
-    """Candidate metrics, baseline metrics and champion metrics (same holdout) of a partition."""
-    model_dir = data_root.model_dir(model_name, partition)
-    evaluation_file = model_dir / "evaluation.json"
+    """Candidate metrics, baseline metrics and champion metrics (same holdout) of a trained model."""
+    evaluation_file = model.model_dir / "evaluation.json"
     if not evaluation_file.is_file():
         raise dg.Failure(f"no evaluation at {evaluation_file}: materialize ad_relevance_evaluation first")
     evaluation = json.loads(evaluation_file.read_text())
-    baseline_file = model_dir / "baseline.json"
+    baseline_file = model.model_dir / "baseline.json"
     baseline = json.loads(baseline_file.read_text()) if baseline_file.is_file() else None
     return evaluation, baseline, evaluation.get("champion_metrics")
 
 
-def _decision(data_root: DataRootResource, config: QualityGateConfig, partition: str):
+def _decision(model: TrainedModel, gate: PromotionGate):
     from discord_ml_platform.ads.registry import promotion_decision
 
-    candidate, baseline, champion = read_gate_inputs(data_root, config.model_name, partition)
+    candidate, baseline, champion = read_gate_inputs(model)
     return (
         candidate,
         baseline,
@@ -82,8 +72,8 @@ def _decision(data_root: DataRootResource, config: QualityGateConfig, partition:
             candidate,
             baseline,
             champion,
-            min_gain_over_baseline=config.min_gain_over_baseline,
-            max_regression_vs_champion=config.max_regression_vs_champion,
+            min_gain_over_baseline=gate.min_gain_over_baseline,
+            max_regression_vs_champion=gate.max_regression_vs_champion,
         ),
     )
 
@@ -100,22 +90,17 @@ def ad_relevance_baseline(
     config: BaselineConfig,
     ray_cluster: RayClusterResource,
     pipes_ray: PipesRayJobClient,
-    data_root: DataRootResource,
 ) -> Iterator[dg.MaterializeResult]:
     """Fit and evaluate the baseline as a Ray job on the run's cluster."""
-    extras = {
-        "model_dir": str(data_root.model_dir(config.model_name, context.partition_key)),
-        "use_ray_trainer": config.use_ray_trainer,
-        "num_workers": config.workers,
-        "cpus": config.cpus,
-        "settings": {"max_depth": config.max_depth, "num_boost_round": config.num_boost_round},
-    }
+    model = trained_model(context, context.partition_key)
+    params = BaselineParams(
+        **config.model_dump(), model_dir=str(model.model_dir), num_workers=max(ray_cluster.workers, 1)
+    )
     invocation = yield from pipes_ray.run_workload(
         context=context,
         ray_cluster=ray_cluster,
-        extras=extras,
-        spec=_spec_for(context, ray_cluster, config),
-        entrypoint=_python_module("discord_ml_platform.ads.entrypoints.baseline"),
+        extras=params,
+        entrypoint=python_module("discord_ml_platform.ads.entrypoints.baseline"),
     )
     yield invocation.get_materialize_result()
 
@@ -127,11 +112,9 @@ def ad_relevance_baseline(
     additional_deps=[ad_relevance_baseline],
     description="The candidate's holdout AUC is above the XGBoost baseline's (same split).",
 )
-def candidate_beats_baseline(
-    context: dg.AssetCheckExecutionContext, config: QualityGateConfig, data_root: DataRootResource
-) -> dg.AssetCheckResult:
+def candidate_beats_baseline(context: dg.AssetCheckExecutionContext, promotion_gate: PromotionGate) -> dg.AssetCheckResult:
     """Blocks promotion when the neural model does not beat XGBoost."""
-    candidate, baseline, _, decision = _decision(data_root, config, context.partition_key)
+    candidate, baseline, _, decision = _decision(trained_model(context, context.partition_key), promotion_gate)
     return dg.AssetCheckResult(
         passed=decision.checks["beats_baseline"],
         metadata={
@@ -150,10 +133,10 @@ def candidate_beats_baseline(
     description="The candidate's holdout AUC is not worse than the champion's on the same holdout.",
 )
 def candidate_not_worse_than_champion(
-    context: dg.AssetCheckExecutionContext, config: QualityGateConfig, data_root: DataRootResource
+    context: dg.AssetCheckExecutionContext, promotion_gate: PromotionGate
 ) -> dg.AssetCheckResult:
     """Blocks promotion when the candidate regresses against the model in production."""
-    candidate, _, champion, decision = _decision(data_root, config, context.partition_key)
+    candidate, _, champion, decision = _decision(trained_model(context, context.partition_key), promotion_gate)
     return dg.AssetCheckResult(
         passed=decision.checks["not_worse_than_champion"],
         metadata={
@@ -178,25 +161,26 @@ def version_id(partition: str, run_id: str) -> str:
     description="The candidate registered with metrics and lineage, and promoted to champion when the gates pass.",
 )
 def ad_relevance_promotion(
-    context: dg.AssetExecutionContext, config: QualityGateConfig, data_root: DataRootResource
+    context: dg.AssetExecutionContext, promotion_gate: PromotionGate, data_root: DataRootResource
 ) -> dg.MaterializeResult:
     """Register the partition's model; promote it when it beats the baseline and the champion."""
     from discord_ml_platform.ads.registry import ModelRegistry
 
     partition = context.partition_key
-    candidate, baseline, champion, decision = _decision(data_root, config, partition)
-    model_dir = data_root.model_dir(config.model_name, partition)
+    model = trained_model(context, partition)
+    candidate, baseline, champion, decision = _decision(model, promotion_gate)
+    model_dir = model.model_dir
     split_file = model_dir / "split.json"
     split = json.loads(split_file.read_text()) if split_file.is_file() else {}
     registry = ModelRegistry(data_root.root)
-    previous = registry.get_champion(config.model_name)
+    previous = registry.get_champion(model.model_name)
     metrics = {k: v for k, v in candidate.items() if isinstance(v, (int, float))}
     if baseline:
         metrics["baseline_auc"] = baseline.get("auc")
     version = registry.register(
-        config.model_name,
+        model.model_name,
         version_id(partition, context.run_id),
-        model_dir / "model",
+        model.model_path,
         metrics,
         lineage={
             "run_id": context.run_id,
@@ -210,11 +194,11 @@ def ad_relevance_promotion(
         },
     )
     if decision.promote:
-        registry.promote(config.model_name, version.version, reason="; ".join(decision.reasons))
+        registry.promote(model.model_name, version.version, reason="; ".join(decision.reasons))
         context.log.info(f"promoted {version.version} to champion: {'; '.join(decision.reasons)}")
     else:
         context.log.warning(f"kept champion {previous.version if previous else None}: {'; '.join(decision.reasons)}")
-    champion_now = registry.get_champion(config.model_name)
+    champion_now = registry.get_champion(model.model_name)
     return dg.MaterializeResult(
         metadata={
             "version": version.version,

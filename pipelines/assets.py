@@ -1,32 +1,78 @@
 """Ad Relevance assets: daily data window -> model -> evaluation -> batch scores.
 
-Each heavy step runs as a Ray job (with a Pipes-speaking driver) on the run's Ray cluster, which
-``RayClusterResource`` creates on first use and deletes when the run ends.
+Each heavy step runs as a Ray job (with a Pipes-speaking driver) where the ``ray_cluster`` resource
+says: on the run's cluster (created on first use, deleted when the run ends), or as a RayJob of its
+own. The cluster shape is the resource's config, set once per run; training's hyper-parameters are
+the model asset's config, and the steps after it read the trained model's artifact (its
+materialization) instead of repeating them.
 
 No ``from __future__ import annotations``: Dagster inspects the annotations for config and resources.
 """
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 
-from pipelines.config import ClusterConfig, QuestsWindowConfig, ScoringConfig, SmokeConfig, TrainingConfig
-from resources import PipesRayJobClient, RayClusterResource
-from resources.storage import DataRootResource
+from discord_ml_platform.ads.params import EvaluateParams, MetadataKey, ScoreParams, TrainParams
+from pipelines.config import QuestsWindowConfig, ScoringConfig, SmokeConfig, TrainingConfig
+from resources import DataRootResource, PipesRayJobClient, RayClusterResource
 
 PARTITIONS = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC")
 GROUP = "ad_relevance"
+MODEL_ASSET = dg.AssetKey("ad_relevance_model")
 
 
-def _python_module(module: str) -> str:
-    # `python` resolves on the cluster's PATH: the head's environment (local) or the image (KubeRay).
+def python_module(module: str) -> str:
+    """The entrypoint running ``module``; ``python`` resolves on the cluster's PATH (the head's
+    environment locally, the image on KubeRay)."""
     return f"python -m {module}"
 
 
-def _spec_for(context: dg.AssetExecutionContext, ray_cluster: RayClusterResource, config: ClusterConfig):
-    # The run's cluster (RayCluster mode, shared by its steps) or each step's RayJob cluster (RayJob mode).
-    return ray_cluster.spec_for_run(context.run_id, head_memory="2Gi", **config.cluster_fields())
+@dataclass(frozen=True)
+class TrainedModel:
+    """The partition's trained model, as its materialization describes it."""
+
+    model_name: str
+    model_dir: Path
+
+    @property
+    def model_path(self) -> Path:
+        """The exported model files."""
+        return self.model_dir / "model"
+
+
+def trained_model(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, partition: str) -> TrainedModel:
+    """The model ``ad_relevance_model`` last materialized for ``partition`` (in this run or before).
+
+    Raises:
+        dagster.Failure: the partition has no trained model yet.
+    """
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=MODEL_ASSET, asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        raise dg.Failure(f"no trained model for {partition}: materialize ad_relevance_model for that partition first")
+    materialization = records[0].asset_materialization
+    metadata = materialization.metadata if materialization else {}
+    name = metadata.get(MetadataKey.MODEL_NAME)
+    model_dir = metadata.get(MetadataKey.MODEL_DIR)
+    if name is None or model_dir is None:
+        raise dg.Failure(
+            f"the last materialization of ad_relevance_model for {partition} names no {MetadataKey.MODEL_NAME} "
+            f"and {MetadataKey.MODEL_DIR}: materialize it again"
+        )
+    return TrainedModel(str(name.value), Path(str(model_dir.value)))
+
+
+def champion_of(data_root: DataRootResource, model_name: str) -> tuple[str, str] | None:
+    """``(model path, version)`` of the registry's champion of ``model_name``, if there is one."""
+    from discord_ml_platform.ads.registry import ModelRegistry
+
+    champion = ModelRegistry(data_root.root).get_champion(model_name)
+    return None if champion is None else (str(champion.model_path), champion.version)
 
 
 @dg.asset(
@@ -73,36 +119,23 @@ def ad_relevance_model(
     data_root: DataRootResource,
 ) -> Iterator[dg.AssetObservation | dg.MaterializeResult]:
     """Train on the last ``window_days`` windows; yields an observation per epoch while training."""
-    extras = {
-        "data_root": str(data_root.root),
-        "partition": context.partition_key,
-        "model_dir": str(data_root.model_dir(config.model_name, context.partition_key)),
-        "storage_path": str(data_root.checkpoints_dir()),
-        "run_name": f"{config.model_name}-{context.partition_key}-{context.run_id[:8]}",
-        "num_workers": config.workers * max(config.gpus_per_worker, 1),
-        "use_gpu": config.gpus_per_worker > 0,
-        "cpus_per_worker": config.cpus_per_worker if config.gpus_per_worker == 0 else 1,
-        **config.model_dump(
-            include={
-                "window_days",
-                "epochs",
-                "batch_size",
-                "learning_rate",
-                "holdout_fraction",
-                "sharding",
-                "embedding_dim",
-                "interaction",
-                "embedding_weight_decay",
-                "lr_schedule",
-            }
-        ),
-    }
+    partition = context.partition_key
+    params = TrainParams(
+        **config.model_dump(include=set(TrainParams.model_fields)),
+        data_root=str(data_root.root),
+        partition=partition,
+        model_dir=str(data_root.model_dir(config.model_name, partition)),
+        storage_path=str(data_root.checkpoints_dir()),
+        run_name=f"{config.model_name}-{partition}-{context.run_id[:8]}",
+        num_workers=ray_cluster.train_workers,
+        use_gpu=ray_cluster.uses_gpus,
+        cpus_per_worker=1 if ray_cluster.uses_gpus else ray_cluster.cpus_per_worker,
+    )
     invocation = yield from pipes_ray.run_workload(
         context=context,
         ray_cluster=ray_cluster,
-        extras=extras,
-        spec=_spec_for(context, ray_cluster, config),
-        entrypoint=_python_module("discord_ml_platform.ads.entrypoints.train"),
+        extras=params,
+        entrypoint=python_module("discord_ml_platform.ads.entrypoints.train"),
     )
     yield invocation.get_materialize_result()
 
@@ -116,34 +149,25 @@ def ad_relevance_model(
 )
 def ad_relevance_evaluation(
     context: dg.AssetExecutionContext,
-    config: TrainingConfig,
     ray_cluster: RayClusterResource,
     pipes_ray: PipesRayJobClient,
     data_root: DataRootResource,
 ) -> Iterator[dg.MaterializeResult]:
-    """Evaluate the partition's model on its held-out rows, as a Ray job on the run's cluster."""
-    extras = {
-        "model_dir": str(data_root.model_dir(config.model_name, context.partition_key)),
-        # The champion is scored on the same holdout, for the champion/challenger check.
-        **_champion_extras(data_root, config.model_name),
-    }
+    """Evaluate the partition's model on its held-out rows (and the champion on the same rows)."""
+    model = trained_model(context, context.partition_key)
+    champion = champion_of(data_root, model.model_name)
+    params = EvaluateParams(
+        model_dir=str(model.model_dir),
+        champion_model_path=champion[0] if champion else None,
+        champion_version=champion[1] if champion else None,
+    )
     invocation = yield from pipes_ray.run_workload(
         context=context,
         ray_cluster=ray_cluster,
-        extras=extras,
-        spec=_spec_for(context, ray_cluster, config),
-        entrypoint=_python_module("discord_ml_platform.ads.entrypoints.evaluate"),
+        extras=params,
+        entrypoint=python_module("discord_ml_platform.ads.entrypoints.evaluate"),
     )
     yield invocation.get_materialize_result()
-
-
-def _champion_extras(data_root: DataRootResource, model_name: str) -> dict[str, str]:
-    from discord_ml_platform.ads.registry import ModelRegistry
-
-    champion = ModelRegistry(data_root.root).get_champion(model_name)
-    if champion is None:
-        return {}
-    return {"champion_model_path": str(champion.model_path), "champion_version": champion.version}
 
 
 # ad_relevance_promotion lives in pipelines.ad_relevance_quality (which imports this module), so
@@ -162,34 +186,33 @@ def ad_relevance_scores(
     pipes_ray: PipesRayJobClient,
     data_root: DataRootResource,
 ) -> Iterator[dg.MaterializeResult]:
-    """Score the partition's window with the promoted (champion) model using a Ray Data actor pool."""
+    """Score the partition's window with its model, or the registry's champion, on a Ray Data actor pool."""
     from discord_ml_platform.ads.data import window_dir
 
-    champion = _champion_extras(data_root, config.model_name)
-    if config.model_source == "champion" and not champion:
-        raise dg.Failure(
-            f"no champion of {config.model_name!r} in the registry yet: materialize "
-            "ad_relevance_promotion (its gates must pass) or score with model_source='partition'"
-        )
-    extras = {
-        "model_dir": str(data_root.model_dir(config.model_name, context.partition_key)),
-        **(
-            {"model_path": champion["champion_model_path"], "model_version": champion["champion_version"]}
-            if config.model_source == "champion"
-            else {}
-        ),
-        "input_path": str(window_dir(data_root.root, date.fromisoformat(context.partition_key))),
-        "output_path": str(data_root.scores_dir(config.model_name, context.partition_key)),
-        "batch_size": config.batch_size,
-        "concurrency": config.concurrency,
-        "num_gpus_per_actor": 1 if config.gpus_per_worker else 0,
-    }
+    partition = context.partition_key
+    model = trained_model(context, partition)
+    model_path, version = str(model.model_path), "partition"
+    if config.model_source == "champion":
+        champion = champion_of(data_root, model.model_name)
+        if champion is None:
+            raise dg.Failure(
+                f"no champion of {model.model_name!r} in the registry yet: materialize ad_relevance_promotion "
+                "(its gates must pass) or score with model_source='partition'"
+            )
+        model_path, version = champion
+    params = ScoreParams(
+        **config.model_dump(include=set(ScoreParams.model_fields)),
+        model_path=model_path,
+        model_version=version,
+        input_path=str(window_dir(data_root.root, date.fromisoformat(partition))),
+        output_path=str(data_root.scores_dir(model.model_name, partition)),
+        num_gpus_per_actor=1 if ray_cluster.uses_gpus else 0,
+    )
     invocation = yield from pipes_ray.run_workload(
         context=context,
         ray_cluster=ray_cluster,
-        extras=extras,
-        spec=_spec_for(context, ray_cluster, config),
-        entrypoint=_python_module("discord_ml_platform.ads.entrypoints.score"),
+        extras=params,
+        entrypoint=python_module("discord_ml_platform.ads.entrypoints.score"),
     )
     yield invocation.get_materialize_result()
 
@@ -200,20 +223,14 @@ def ad_relevance_scores(
     description="A trivial Ray job through the full platform path: smoke test and overhead benchmark.",
 )
 def platform_smoke(
-    context: dg.AssetExecutionContext,
-    config: SmokeConfig,
-    ray_cluster: RayClusterResource,
-    pipes_ray: PipesRayJobClient,
+    context: dg.AssetExecutionContext, config: SmokeConfig, ray_cluster: RayClusterResource, pipes_ray: PipesRayJobClient
 ) -> Iterator[dg.AssetObservation | dg.MaterializeResult]:
-    """Run the smoke job on a fresh cluster."""
-    spec = ray_cluster.spec_for_run(context.run_id, head_memory="1Gi", **config.cluster_fields())
-    extras = {"tasks": config.tasks, "release_file": config.release_file, "fail": config.fail}
+    """Run the smoke job on the run's cluster."""
     invocation = yield from pipes_ray.run_workload(
         context=context,
         ray_cluster=ray_cluster,
-        spec=spec,
-        extras=extras,
-        entrypoint=_python_module("discord_ml_platform.jobs.smoke"),
+        extras=config.model_dump(),
+        entrypoint=python_module("discord_ml_platform.jobs.smoke"),
     )
     yield invocation.get_materialize_result()
 

@@ -1,58 +1,56 @@
-"""The code location: assets, jobs, schedule, sensors and resources.
+"""The code location: assets, checks, jobs, schedule, sensors and resources.
 
-Backend and storage come from the environment so the same code location runs on a laptop
-(``local``, the default) and in production (``DMP_BACKEND=kuberay``).
+Loaded lazily (``@dg.definitions``): nothing is built at import time. When Dagster loads the code
+location, the platform core reads the configuration in effect once (``DMP_*``, the platform config
+file): the Launchpad's GPU pool choices are that catalog's pools, and the resources take the
+backend, namespace, mode, images and data root from it at the start of each run. The same code
+location runs on a laptop (``local``, the default) and in production (``DMP_BACKEND=kuberay``).
 """
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
-from pipelines.ad_relevance_quality import AD_RELEVANCE_QUALITY_ASSETS, AD_RELEVANCE_QUALITY_CHECKS
+from discord_ml_platform.platform import Platform, current_platform
+from pipelines.ad_relevance_quality import AD_RELEVANCE_QUALITY_ASSETS, AD_RELEVANCE_QUALITY_CHECKS, PromotionGate
 from pipelines.assets import AD_RELEVANCE_ASSETS, platform_smoke
-from pipelines.jobs import (
-    ad_relevance_batch_scoring,
-    ad_relevance_gated_release,
-    ad_relevance_training,
-    platform_smoke_test,
-)
+from pipelines.jobs import JOBS
 from pipelines.schedules import ad_relevance_daily_retrain
 from pipelines.sensors import new_quests_window_sensor
-from resources import PipesRayJobClient, RayClusterResource
+from resources import DataRootResource, PipesRayJobClient, ray_cluster_resource_type
 from resources.cleanup import build_cluster_cleanup_sensor
-from resources.storage import DataRootResource
+from resources.preflight import RunConfigPreflight, op_config_models
+
+ASSETS = [*AD_RELEVANCE_ASSETS, *AD_RELEVANCE_QUALITY_ASSETS, platform_smoke]
+CHECKS = AD_RELEVANCE_QUALITY_CHECKS
 
 
-def build_resources() -> dict[str, object]:
-    """Resources configured from ``DMP_*`` environment variables."""
-    backend = os.environ.get("DMP_BACKEND", "local")
-    if backend not in ("local", "kuberay"):
-        raise ValueError(f"DMP_BACKEND={backend!r} is not a backend; allowed: local, kuberay")
-    return {
-        "ray_cluster": RayClusterResource(
-            backend=backend,  # type: ignore[arg-type]
-            namespace=os.environ.get("DMP_NAMESPACE", "ray"),
-            ray_auth_mode=os.environ.get("DMP_RAY_AUTH_MODE", "disabled"),
-            local_state_dir=os.environ.get("DMP_LOCAL_STATE_DIR"),
-            kubeconfig=os.environ.get("DMP_KUBECONFIG"),
-            kube_context=os.environ.get("DMP_KUBE_CONTEXT"),
-        ),
-        "pipes_ray": PipesRayJobClient(),
-        "data_root": DataRootResource(),
-    }
+def build_definitions(platform: Platform | None = None) -> dg.Definitions:
+    """The code location's definitions for ``platform`` (default: the one of this environment).
+
+    Raises:
+        ConfigError: the platform configuration is invalid (the code location does not load, and says why).
+    """
+    platform = platform or current_platform()
+    preflight = RunConfigPreflight(op_config_models([*ASSETS, *CHECKS]))
+    cluster_resource = ray_cluster_resource_type(platform.catalog, preflight)
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=CHECKS,
+        jobs=JOBS,
+        schedules=[ad_relevance_daily_retrain],
+        # The cleanup sensor deletes clusters whose run is gone or finished, or whose expiry passed.
+        sensors=[new_quests_window_sensor, build_cluster_cleanup_sensor()],
+        resources={
+            "ray_cluster": cluster_resource(),
+            "pipes_ray": PipesRayJobClient(),
+            "data_root": DataRootResource(),
+            "promotion_gate": PromotionGate(),
+        },
+    )
 
 
-resources = build_resources()
-# Deletes clusters whose run is gone or finished, or whose expiry passed (a killed process).
-ray_cluster_cleanup_sensor = build_cluster_cleanup_sensor(backend_factory=resources["ray_cluster"].build_backend)
-
-defs = dg.Definitions(
-    assets=[*AD_RELEVANCE_ASSETS, *AD_RELEVANCE_QUALITY_ASSETS, platform_smoke],
-    asset_checks=AD_RELEVANCE_QUALITY_CHECKS,
-    jobs=[ad_relevance_training, ad_relevance_gated_release, ad_relevance_batch_scoring, platform_smoke_test],
-    schedules=[ad_relevance_daily_retrain],
-    sensors=[new_quests_window_sensor, ray_cluster_cleanup_sensor],
-    resources=resources,
-)
+@dg.definitions
+def defs() -> dg.Definitions:
+    """What Dagster loads (``dagster dev -m pipelines.definitions``, ``workspace.yaml``, the code server)."""
+    return build_definitions()

@@ -8,8 +8,9 @@ from datetime import date
 
 import dagster as dg
 
-from pipelines.jobs import GPU_POOL_TAG, ad_relevance_training
-from resources.storage import DataRootResource
+from pipelines.jobs import TRAINING_CLUSTER, ad_relevance_training
+from resources import DataRootResource
+from resources.run_tags import gpu_pool_tags
 
 SEEN_WINDOWS_KEPT = 400  # about a year of daily windows; older ones can't reappear in practice
 
@@ -37,12 +38,13 @@ def new_quests_window_sensor(context: dg.SensorEvaluationContext, data_root: Dat
 
     seen = _seen(context.cursor)
     windows = [d for d in list_windows(data_root.root) if d.isoformat() not in seen]
+    run_config = {**TRAINING_CLUSTER, "ops": {"quests_window": {"config": {"generate_if_missing": False}}}}
     requests = [
         dg.RunRequest(
             run_key=f"quests-window-{day.isoformat()}",
             partition_key=day.isoformat(),
-            run_config={"ops": {"quests_window": {"config": {"generate_if_missing": False}}}},
-            tags={GPU_POOL_TAG: "cpu", "dmp/trigger": "new-window"},
+            run_config=run_config,
+            tags={**gpu_pool_tags(run_config), "dmp/trigger": "new-window"},
         )
         for day in windows
         if day >= date(2026, 1, 1)  # the partitions' start date

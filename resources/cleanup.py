@@ -18,9 +18,8 @@ the RayJob carries: a RayJob whose run finished or is gone, or whose expiry pass
 its RayCluster with it (KubeRay's owner reference). The RayCluster of a RayJob is never deleted on
 its own: its RayJob would just fail and, with ``backoffLimit``, start another one.
 
-Wire it with the backend the code location uses::
-
-    cleanup = build_cluster_cleanup_sensor(backend_factory=ray_cluster_resource.build_backend)
+The backend is the platform's (``DMP_BACKEND`` and friends), opened for each evaluation and closed
+after it; RayJobs are swept on any backend that has the RayJob capability.
 """
 
 from __future__ import annotations
@@ -160,14 +159,17 @@ def sweep_clusters(
 
 
 def sweep_rayjobs(
-    jobs: KubeRayJobs,
+    jobs: RayJobs,
     context: dg.SensorEvaluationContext,
     now: datetime,
     grace_period: timedelta,
     *,
-    all_namespaces: bool,
+    all_namespaces: bool | None = None,
 ) -> Sweep:
-    """Delete the platform's RayJobs that :func:`decide` condemns (KubeRay deletes their clusters)."""
+    """Delete the platform's RayJobs that :func:`decide` condemns (KubeRay deletes their clusters).
+
+    ``all_namespaces``: ``None`` sweeps the scope ``jobs`` was made with (its backend's).
+    """
     rayjobs = jobs.list({MANAGED_BY: MANAGED_BY_VALUE}, all_namespaces=all_namespaces)
     done = Sweep("RayJob(s)", len(rayjobs))
     active = active_run_labels(context.instance) if rayjobs else set()
@@ -190,18 +192,6 @@ def sweep_rayjobs(
     return done
 
 
-def rayjobs_of(backend: ClusterBackend) -> tuple[KubeRayJobs, bool] | None:
-    """The RayJobs beside a kuberay backend's RayClusters (same API client and namespace), and whether
-    that means every namespace; ``None`` for other backends."""
-    if backend.name != "kuberay" or getattr(backend, "api_client", None) is None:
-        return None
-    from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs
-
-    namespace = getattr(backend, "namespace", None)
-    jobs = KubeRayJobs(api_client=backend.api_client, namespace=namespace or "default")  # type: ignore[attr-defined]
-    return jobs, not namespace
-
-
 def build_cluster_cleanup_sensor(
     name: str = "ray_cluster_cleanup_sensor",
     backend_factory: Callable[[], ClusterBackend] | None = None,
@@ -216,13 +206,13 @@ def build_cluster_cleanup_sensor(
 
     Args:
         name: Sensor name.
-        backend_factory: Returns the backend to sweep, e.g. ``RayClusterResource(...).build_backend``;
-            default: the ``local`` backend.
+        backend_factory: Returns the backend to sweep (closed after each evaluation); default: the
+            platform's (``DMP_BACKEND``, in ``DMP_NAMESPACE``).
         minimum_interval_seconds: Seconds between evaluations.
         delete_timeout_s: How long each cluster deletion may take.
         grace_period: Clusters and RayJobs younger than this are only deleted when expired (use it when
             several Dagster deployments share one Kubernetes cluster and label selector).
-        sweep_rayjobs_too: On the kuberay backend, also sweep RayJobs (same namespace, same rules).
+        sweep_rayjobs_too: On a backend that runs RayJobs, also sweep them (same scope, same rules).
         default_status: Whether the sensor runs as soon as the code location loads.
 
     Returns:
@@ -232,9 +222,8 @@ def build_cluster_cleanup_sensor(
     def factory() -> ClusterBackend:
         if backend_factory is not None:
             return backend_factory()
-        from discord_ml_platform.backends import get_backend
-
-        return get_backend("local")
+        # Namespace-scoped, like the run pods' Role: list and delete in DMP_NAMESPACE only.
+        return current_platform().open_backend()
 
     @dg.sensor(
         name=name,
@@ -244,12 +233,13 @@ def build_cluster_cleanup_sensor(
     )
     def cleanup_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         backend = factory()
-        now = datetime.now(UTC)
-        summary = sweep_clusters(backend, context, now, grace_period, delete_timeout_s).summary()
-        found = rayjobs_of(backend) if sweep_rayjobs_too else None
-        if found is not None:
-            jobs, all_namespaces = found
-            summary += "; " + sweep_rayjobs(jobs, context, now, grace_period, all_namespaces=all_namespaces).summary()
-        return dg.SkipReason(summary)
+        try:
+            now = datetime.now(UTC)
+            summary = sweep_clusters(backend, context, now, grace_period, delete_timeout_s).summary()
+            if sweep_rayjobs_too and isinstance(backend, RayJobCapable):
+                summary += "; " + sweep_rayjobs(backend.rayjobs(), context, now, grace_period).summary()
+            return dg.SkipReason(summary)
+        finally:
+            backend.close()
 
     return cleanup_sensor

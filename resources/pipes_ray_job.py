@@ -1,43 +1,51 @@
-"""Run a workload as a Ray job that speaks Dagster Pipes, with its logs streamed into the event log.
+"""``PipesRayJobClient``: a workload as a Ray job that speaks Dagster Pipes, its events in the event log.
 
-The context reaches the job's driver through environment variables in the job's runtime env
-(``PipesEnvContextInjector``); the driver writes Pipes messages to stdout, which the Ray Jobs API
-streams back with every other log line. :class:`RayJobLogMessageReader` follows that stream in a
-thread: Pipes messages go to Dagster's handler (logs, materialization metadata, checks), custom
-``epoch_metrics`` messages become live ``AssetObservation`` events, and every other line is
-logged as it arrives.
+The Dagster side of the platform's job runner. The cluster resource says where the step's workload
+runs (the run's cluster, or a RayJob of its own, by mode); the runner
+(:class:`~discord_ml_platform.jobs.runner.JobRunner`) submits and follows it; this client turns the
+runner's events into Dagster's: Pipes messages go to the session's handler (logs, materialization
+metadata), ``epoch_metrics`` messages also become live ``AssetObservation`` events, every other line
+is logged as it arrives, RayJob phases and retries are logged, and the end becomes the step's
+materialization or a ``Failure`` quoting the job's last lines.
+
+The Pipes context reaches the driver through environment variables in the job's runtime env
+(``PipesEnvContextInjector``); the driver writes its messages to stdout, which the Jobs API streams
+back with every other line (:class:`RayJobLogMessageReader`).
 """
 
 from __future__ import annotations
 
-import queue
-import time
+import contextlib
 import warnings
-from collections.abc import Generator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 from dagster._core.pipes.client import PipesMessageReader
 from dagster._core.pipes.context import PipesMessageHandler
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from discord_ml_platform.jobs import (
-    JobOutcome,
-    LogFollower,
-    RayJobError,
-    UsageSampler,
-    find_pipes_message,
-    job_client,
-    stop_job,
-    submit_job,
+from discord_ml_platform.jobs.events import (
+    AttemptFailed,
+    JobEvent,
+    JobFinished,
+    JobPhase,
+    JobResult,
+    JobSubmitted,
+    LogLine,
+    Metric,
+    Notice,
+    Workload,
 )
+from discord_ml_platform.jobs.runner import ClusterTarget, JobRunner, JobTarget, RayJobTarget
+from discord_ml_platform.platform import current_platform
 from discord_ml_platform.spec import ClusterSpec
 from resources.ray_cluster import RayClusterResource, RunningCluster
 
-EPOCH_METRICS = "epoch_metrics"
 # `expected_writer_count` is a preview API that Dagster itself calls on every reader.
 warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*expected_writer_count.*")
+
+StepContext = dg.AssetExecutionContext | dg.OpExecutionContext
 
 
 class RayJobLogMessageReader(PipesMessageReader):
@@ -46,68 +54,15 @@ class RayJobLogMessageReader(PipesMessageReader):
     def __init__(self) -> None:
         self.handler: PipesMessageHandler | None = None
 
-    @contextmanager
+    @contextlib.contextmanager
     def read_messages(self, handler: PipesMessageHandler) -> Iterator[dict[str, Any]]:
-        """Keep the handler for the log follower; tell the driver to write to stdout."""
+        """Keep the handler for the runner's lines; tell the driver to write to stdout."""
         self.handler = handler
         yield {"stdio": "stdout"}
 
     def no_messages_debug_text(self) -> str:
         """Shown by Dagster when the job sent no Pipes message."""
         return "Expected Pipes messages on the Ray job's stdout (PipesDefaultMessageWriter with stdio)."
-
-
-class PipesLogLines:
-    """What happens to each line of a Pipes-speaking Ray job's log, in either mode.
-
-    Pipes messages go to Dagster's handler (``epoch_metrics`` custom messages also become
-    ``AssetObservation`` events, collected for the asset to yield), other lines are logged as they
-    arrive, and the last ``tail`` of them are kept for the failure message.
-    """
-
-    def __init__(
-        self,
-        context: dg.AssetExecutionContext | dg.OpExecutionContext,
-        handler: PipesMessageHandler,
-        asset_key: dg.AssetKey | None,
-        tail: int,
-    ) -> None:
-        self.context = context
-        self.handler = handler
-        self.asset_key = asset_key
-        self.tail_size = tail
-        self.recent: list[str] = []
-        self.observations: queue.Queue[dg.AssetObservation] = queue.Queue()
-
-    def on_line(self, line: str) -> None:
-        """Handle one line (called from the log follower's thread)."""
-        message = find_pipes_message(line)
-        if message is None:
-            self.recent.append(line)
-            del self.recent[: -self.tail_size or None]
-            if line.strip():
-                self.context.log.info(line)
-            return
-        payload = (message.get("params") or {}).get("payload")
-        if (
-            message.get("method") == "report_custom_message"
-            and isinstance(payload, dict)
-            and payload.get("kind") == EPOCH_METRICS
-            and self.asset_key is not None
-        ):
-            metrics = {k: v for k, v in payload.items() if k != "kind" and isinstance(v, (int, float, str))}
-            self.context.log.info(f"epoch metrics: {metrics}")
-            self.observations.put(dg.AssetObservation(asset_key=self.asset_key, metadata=metrics))
-        self.handler.handle_message(message)
-
-    def drain(self) -> Iterator[dg.AssetObservation]:
-        """The observations collected since the last call."""
-        while not self.observations.empty():
-            yield self.observations.get()
-
-    def tail(self) -> dg.MetadataValue:
-        """The last plain log lines, as failure metadata."""
-        return dg.MetadataValue.text("\n".join(self.recent))
 
 
 def pipes_runtime_env(session: dg.PipesSession, runtime_env: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -118,10 +73,44 @@ def pipes_runtime_env(session: dg.PipesSession, runtime_env: Mapping[str, Any] |
     return {**(runtime_env or {}), "env_vars": env}
 
 
-class PipesRayJobClient(dg.PipesClient, dg.ConfigurableResource):
-    """Submits a Pipes-speaking entrypoint to a cluster's Jobs API and follows it to the end.
+class _EventLog:
+    """Runner events -> Dagster: logs, the Pipes handler, observations (collected for the asset to yield)."""
 
-    Use :meth:`stream` from a generator asset to yield per-epoch observations live;
+    def __init__(self, context: StepContext, handler: PipesMessageHandler, asset_key: dg.AssetKey | None) -> None:
+        self.context = context
+        self.handler = handler
+        self.asset_key = asset_key
+
+    def on(self, event: JobEvent) -> dg.AssetObservation | None:
+        log = self.context.log
+        if isinstance(event, LogLine):
+            if event.pipes is not None:
+                self.handler.handle_message(dict(event.pipes))
+            elif event.text.strip():
+                log.info(event.text)
+        elif isinstance(event, Metric):
+            log.info(f"epoch metrics: {dict(event.values)}")
+            if self.asset_key is not None:
+                return dg.AssetObservation(asset_key=self.asset_key, metadata=dict(event.values))
+        elif isinstance(event, JobSubmitted):
+            kind = "RayJob" if event.rayjob else "Ray job"
+            log.info(f"submitted {kind} {event.job_id} to {event.target}: {event.entrypoint}")
+        elif isinstance(event, JobPhase):
+            log.info(event.description)
+        elif isinstance(event, AttemptFailed):
+            log.warning(
+                f"attempt {event.attempt} of {event.attempts_allowed} failed"
+                f"{' (' + event.reason + ')' if event.reason else ''}; the job runs again on a new cluster"
+            )
+        elif isinstance(event, Notice):
+            log.warning(event.message)
+        return None
+
+
+class PipesRayJobClient(dg.PipesClient, dg.ConfigurableResource):
+    """Runs a Pipes-speaking entrypoint where the cluster resource says, and follows it to the end.
+
+    Use :meth:`run_workload` from a generator asset to yield per-epoch observations live;
     :meth:`run` is the blocking ``PipesClient`` form.
     """
 
@@ -133,15 +122,15 @@ class PipesRayJobClient(dg.PipesClient, dg.ConfigurableResource):
     def run(  # type: ignore[override]
         self,
         *,
-        context: dg.AssetExecutionContext | dg.OpExecutionContext,
-        cluster: RunningCluster,
+        context: StepContext,
+        ray_cluster: RayClusterResource,
         entrypoint: str,
+        extras: BaseModel | Mapping[str, Any] | None = None,
         runtime_env: Mapping[str, Any] | None = None,
-        extras: dict[str, Any] | None = None,
     ) -> dg.PipesClientCompletedInvocation:
-        """Run the job to completion; epoch observations are logged at the end."""
-        events = self.stream(
-            context=context, cluster=cluster, entrypoint=entrypoint, runtime_env=runtime_env, extras=extras
+        """Run the workload to completion; epoch observations are logged at the end."""
+        events = self.run_workload(
+            context=context, ray_cluster=ray_cluster, entrypoint=entrypoint, extras=extras, runtime_env=runtime_env
         )
         while True:
             try:
@@ -149,143 +138,178 @@ class PipesRayJobClient(dg.PipesClient, dg.ConfigurableResource):
             except StopIteration as done:
                 return done.value
 
-    def stream(
-        self,
-        *,
-        context: dg.AssetExecutionContext | dg.OpExecutionContext,
-        cluster: RunningCluster,
-        entrypoint: str,
-        runtime_env: Mapping[str, Any] | None = None,
-        extras: dict[str, Any] | None = None,
-        asset_key: dg.AssetKey | None = None,
-    ) -> Generator[dg.AssetObservation, None, dg.PipesClientCompletedInvocation]:
-        """Run the job, yielding an ``AssetObservation`` per reported epoch while it runs.
-
-        Returns (as the generator's value) the completed invocation, whose ``get_results()`` holds
-        the driver's reported materialization with usage and cluster metadata merged in.
-
-        Raises:
-            dagster.Failure: when the Ray job fails or is stopped; the message quotes its last lines.
-        """
-        reader = RayJobLogMessageReader()
-        if asset_key is None and isinstance(context, dg.AssetExecutionContext):
-            asset_key = context.asset_key
-        client = job_client(cluster.endpoints.dashboard_url, cluster.auth_mode)
-
-        with dg.open_pipes_session(
-            context=context,
-            context_injector=dg.PipesEnvContextInjector(),
-            message_reader=reader,
-            extras=extras,
-        ) as session:
-            assert reader.handler is not None
-            lines = PipesLogLines(context, reader.handler, asset_key, self.log_tail_on_failure)
-            full_runtime_env = pipes_runtime_env(session, runtime_env)
-            job_id = submit_job(
-                client,
-                entrypoint,
-                runtime_env=full_runtime_env,
-                metadata={"dagster_run_id": context.run_id, "cluster": cluster.handle.name},
-            )
-            context.log.info(f"submitted Ray job {job_id} to {cluster.handle.name}: {entrypoint}")
-            follower = LogFollower(client, job_id, lines.on_line).start()
-            outcome: JobOutcome | None = None
-            try:
-                with UsageSampler(cluster.endpoints.dashboard_url, self.usage_interval_s) as sampler:
-                    deadline = time.monotonic() + self.job_timeout_s
-                    while outcome is None:
-                        yield from lines.drain()
-                        info = client.get_job_info(job_id)
-                        if info.status.is_terminal():
-                            outcome = JobOutcome(job_id, str(info.status.value), info.message or "", 0.0)
-                        elif time.monotonic() > deadline:
-                            raise RayJobError(f"Ray job {job_id} exceeded job_timeout_s={self.job_timeout_s}")
-                        else:
-                            time.sleep(self.poll_interval_s)
-                follower.finish()  # the job's last lines, without waiting for Ray to close the stream
-            except BaseException:
-                final = stop_job(client, job_id, wait_s=30)
-                context.log.warning(f"stopped Ray job {job_id} (status {final}) because the step ended early")
-                raise
-            yield from lines.drain()
-            if not outcome.succeeded:
-                raise dg.Failure(
-                    description=f"Ray job {job_id} {outcome.status}: {outcome.message}",
-                    metadata={"ray_job_id": job_id, "last_log_lines": lines.tail()},
-                )
-        usage = sampler.summary()
-        metadata: dict[str, Any] = {"ray_job_id": job_id, "log_lines": follower.lines}
-        metadata.update({k: v for k, v in usage.items() if v is not None})
-        metadata.update(cluster.metadata())
-        return dg.PipesClientCompletedInvocation(session, metadata=metadata)
-
-    def run_rayjob(
-        self,
-        *,
-        context: dg.AssetExecutionContext | dg.OpExecutionContext,
-        ray_cluster: RayClusterResource,
-        spec: ClusterSpec,
-        entrypoint: str,
-        runtime_env: Mapping[str, Any] | None = None,
-        extras: dict[str, Any] | None = None,
-        asset_key: dg.AssetKey | None = None,
-    ) -> Generator[dg.AssetObservation, None, dg.PipesClientCompletedInvocation]:
-        """Like :meth:`stream`, but as a KubeRay RayJob that owns its cluster (see ``resources.rayjob_mode``)."""
-        from resources.rayjob_mode import run_rayjob
-
-        return (
-            yield from run_rayjob(
-                self,
-                context=context,
-                ray_cluster=ray_cluster,
-                spec=spec,
-                entrypoint=entrypoint,
-                runtime_env=runtime_env,
-                extras=extras,
-                asset_key=asset_key,
-            )
-        )
-
     def run_workload(
         self,
         *,
-        context: dg.AssetExecutionContext | dg.OpExecutionContext,
+        context: StepContext,
         ray_cluster: RayClusterResource,
-        spec: ClusterSpec,
         entrypoint: str,
+        extras: BaseModel | Mapping[str, Any] | None = None,
         runtime_env: Mapping[str, Any] | None = None,
-        extras: dict[str, Any] | None = None,
+        spec: ClusterSpec | None = None,
         asset_key: dg.AssetKey | None = None,
     ) -> Generator[dg.AssetObservation, None, dg.PipesClientCompletedInvocation]:
-        """Run a workload in the mode ``ray_cluster.mode`` picks: one call for an asset, either mode.
+        """Run ``entrypoint`` in the mode the cluster resource runs, yielding an observation per epoch.
 
-        ``raycluster``: on the run's cluster ``spec.name`` (created on first use, shared by the run's
-        steps, deleted when the run ends) through :meth:`stream`. ``rayjob``: as a RayJob whose
-        cluster KubeRay creates for this job alone and deletes after it (:meth:`run_rayjob`).
+        Args:
+            context: The step's context.
+            ray_cluster: Where the workload runs (the run's cluster, or a RayJob, by mode).
+            entrypoint: The driver's shell command.
+            extras: The workload's parameters: a pydantic model (dumped as JSON) or a mapping.
+            runtime_env: Ray runtime env; the Pipes variables are added.
+            spec: Another cluster than the run's (default: the resource's shape for this run).
+            asset_key: Key of the observations (default: the asset being materialized).
+
+        Returns:
+            (As the generator's value) the completed invocation: the driver's reported materialization
+            with the job's, the cluster's and the cost metadata merged in.
+
+        Raises:
+            dagster.Failure: the job failed or was stopped; the message names why and quotes its last lines.
         """
-        if ray_cluster.mode == "rayjob":
-            return (
-                yield from self.run_rayjob(
-                    context=context,
-                    ray_cluster=ray_cluster,
-                    spec=spec,
-                    entrypoint=entrypoint,
-                    runtime_env=runtime_env,
-                    extras=extras,
-                    asset_key=asset_key,
-                )
-            )
-        cluster = ray_cluster.get_cluster(context, spec)
+        target, cluster = ray_cluster.job_target(context, spec)
+        runner = ray_cluster.platform.runner(
+            poll_interval_s=self.poll_interval_s,
+            usage_interval_s=self.usage_interval_s if cluster is not None else None,
+            job_timeout_s=self.job_timeout_s,
+            log_tail=self.log_tail_on_failure,
+        )
         return (
-            yield from self.stream(
+            yield from self.run_on(
                 context=context,
-                cluster=cluster,
+                target=target,
                 entrypoint=entrypoint,
-                runtime_env=runtime_env,
                 extras=extras,
+                runtime_env=runtime_env,
                 asset_key=asset_key,
+                runner=runner,
+                describe=lambda result: self._metadata(result, ray_cluster, cluster, target),
             )
         )
 
+    def run_on(
+        self,
+        *,
+        context: StepContext,
+        target: JobTarget,
+        entrypoint: str,
+        extras: BaseModel | Mapping[str, Any] | None = None,
+        runtime_env: Mapping[str, Any] | None = None,
+        asset_key: dg.AssetKey | None = None,
+        runner: JobRunner | None = None,
+        describe: Callable[[JobResult], Mapping[str, Any]] | None = None,
+    ) -> Generator[dg.AssetObservation, None, dg.PipesClientCompletedInvocation]:
+        """Like :meth:`run_workload`, on a target you already have (a cluster you keep, a RayJob).
 
-__all__ = ["EPOCH_METRICS", "PipesLogLines", "PipesRayJobClient", "RayJobLogMessageReader", "pipes_runtime_env"]
+        Args:
+            context: The step's context.
+            target: A ready cluster's Jobs API, or a RayJob to create.
+            entrypoint: The driver's shell command.
+            extras: The workload's parameters: a pydantic model (dumped as JSON) or a mapping.
+            runtime_env: Ray runtime env; the Pipes variables are added.
+            asset_key: Key of the observations (default: the asset being materialized).
+            runner: The job runner (default: the platform's, with this client's settings).
+            describe: Materialization metadata from the job's result (default: job id and log lines).
+
+        Raises:
+            dagster.Failure: the job failed or was stopped.
+        """
+        if asset_key is None and isinstance(context, dg.AssetExecutionContext):
+            asset_key = context.asset_key
+        runner = runner or current_platform().runner(
+            poll_interval_s=self.poll_interval_s,
+            usage_interval_s=self.usage_interval_s if isinstance(target, ClusterTarget) else None,
+            job_timeout_s=self.job_timeout_s,
+            log_tail=self.log_tail_on_failure,
+        )
+        reader = RayJobLogMessageReader()
+        params = extras.model_dump(mode="json") if isinstance(extras, BaseModel) else dict(extras or {})
+        result: JobResult | None = None
+        with dg.open_pipes_session(
+            context=context, context_injector=dg.PipesEnvContextInjector(), message_reader=reader, extras=params
+        ) as session:
+            assert reader.handler is not None
+            translate = _EventLog(context, reader.handler, asset_key)
+            workload = Workload(
+                entrypoint=entrypoint,
+                runtime_env=pipes_runtime_env(session, runtime_env),
+                metadata={"dagster_run_id": context.run_id, "dagster_step": _step_name(context)},
+            )
+            events = runner.run(target, workload)
+            submitted = ""
+            try:
+                with contextlib.closing(events):  # closing early stops the job (the runner's contract)
+                    for event in events:
+                        if isinstance(event, JobSubmitted):
+                            submitted = event.job_id
+                        if isinstance(event, JobFinished):
+                            result = event.result
+                        observation = translate.on(event)
+                        if observation is not None:
+                            yield observation
+            except BaseException:
+                if submitted and result is None:
+                    context.log.warning(f"stopped Ray job {submitted} because the step ended early")
+                raise
+            assert result is not None
+            if not result.succeeded:
+                raise dg.Failure(
+                    description=result.describe(),
+                    metadata={
+                        "ray_job_id": result.job_id,
+                        "rayjob": result.rayjob or "",
+                        "reason": result.reason,
+                        "job_status": result.status,
+                        "failed_attempts": result.failed_attempts,
+                        "last_log_lines": dg.MetadataValue.text("\n".join(result.tail)),
+                    },
+                )
+        metadata = dict(describe(result)) if describe else _job_metadata(result)
+        return dg.PipesClientCompletedInvocation(session, metadata=metadata)
+
+    @staticmethod
+    def _metadata(
+        result: JobResult, ray_cluster: RayClusterResource, cluster: RunningCluster | None, target: JobTarget
+    ) -> dict[str, Any]:
+        metadata = _job_metadata(result)
+        if not isinstance(target, RayJobTarget):
+            if cluster is not None:
+                metadata.update(cluster.metadata())
+            return metadata
+        spec = target.spec
+        hourly = ray_cluster.platform.hourly_price(spec)
+        metadata.update(
+            {
+                "rayjob": result.rayjob or "",
+                "cluster_name": result.cluster_name,
+                "cluster_backend": "kuberay",
+                "cluster_mode": "rayjob",
+                "cluster_namespace": spec.namespace,
+                "gpu_type": spec.gpu_type,
+                "gpu_count": spec.total_gpus,
+                "cluster_workers": spec.workers,
+                "image": spec.image,
+                "hourly_price_usd": round(hourly, 4),
+                "rayjob_wall_seconds": round(result.duration_s, 2),
+                "rayjob_attempts": result.attempts,
+                "estimated_cost_usd": round(hourly * result.duration_s / 3600, 6),
+                "ttl_seconds_after_finished": ray_cluster.rayjob.ttl_seconds_after_finished,
+            }
+        )
+        if result.dashboard_url:
+            metadata["ray_dashboard"] = dg.MetadataValue.url(result.dashboard_url)
+        return metadata
+
+
+def _job_metadata(result: JobResult) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"ray_job_id": result.job_id, "log_lines": result.log_lines}
+    metadata.update({k: v for k, v in result.usage.items() if v is not None})
+    return metadata
+
+
+def _step_name(context: StepContext) -> str:
+    op_context = context.op_execution_context if isinstance(context, dg.AssetExecutionContext) else context
+    return op_context.op.name
+
+
+__all__ = ["PipesRayJobClient", "RayJobLogMessageReader", "pipes_runtime_env"]

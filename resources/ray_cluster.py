@@ -1,27 +1,43 @@
-"""``RayClusterResource``: a Ray cluster per Dagster run, on the local or the KubeRay backend.
+"""``RayClusterResource``: the run's Ray cluster, whose shape is set once per run.
 
-The cluster is created on first use from a ``ClusterSpec``, shared by the run's steps that run in
-the same process, and deleted when the resource is torn down: on success, on failure, and on run
-termination (Dagster's interrupt is a ``BaseException``, so teardown sits in a ``finally``).
-Clusters carry the run id and an expiry as labels, so the cleanup sensor removes anything a killed
-process left behind.
+The resource owns only the cluster's life (dagster-ray's ``RayResource.yield_for_execution`` is the
+model): at the start of the run it validates the whole run config (every op's config, its own shape
+against the catalog and the policy in effect) before anything exists; the cluster is created on first
+use from a ``ClusterSpec`` built by the platform core, shared by the run's steps, and deleted when the
+resource is torn down: on success, on failure, and on termination (Dagster's interrupt is a
+``BaseException``, so teardown sits in a ``finally``). In RayJob mode it creates no cluster: each step's
+workload becomes a RayJob whose cluster the cluster manager creates and deletes.
+
+Where clusters live (backend, namespace, kubeconfig) and which mode runs come from the platform
+(``DMP_*``); the fields of the same names override them for one resource. The Launchpad's
+``gpu_pool`` choices are the catalog in effect: :func:`ray_cluster_resource_type` narrows the field
+to it when the code location loads.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from datetime import timedelta
+from typing import Any, ClassVar, Literal
 
 import dagster as dg
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, create_model
 
-from discord_ml_platform.backends import ClusterBackend, ClusterEndpoints, ClusterHandle, PhaseEvent, get_backend
-from discord_ml_platform.spec import DEFAULT_CATALOG, ClusterSpec
-from resources.rayjob_mode import RayJobOptions
+from discord_ml_platform.backends import ClusterBackend, ClusterEndpoints, ClusterHandle, PhaseEvent
+from discord_ml_platform.backends.rayjobs import RayJobCapable, RayJobOptions, rayjob_name
+from discord_ml_platform.jobs.runner import ClusterTarget, JobTarget, RayJobTarget
+from discord_ml_platform.platform import Platform, current_platform
+from discord_ml_platform.settings import BackendName, ClusterMode
+from discord_ml_platform.spec import ClusterSpec, GpuCatalog, SpecError
+from resources.preflight import RunConfigPreflight, RunConfigProblems, resource_problems
+from resources.run_tags import GPU_POOL_TAG
+
+
+class RayJobConfig(dg.Config, RayJobOptions):
+    """RayJob mode: shutdown, TTL, deadline, retries, and what ending a step early does."""
 
 
 @dataclass
@@ -32,9 +48,9 @@ class RunningCluster:
     handle: ClusterHandle
     endpoints: ClusterEndpoints
     backend_name: str
-    auth_mode: str
     requested_at: float
     ready_at: float
+    hourly_price_usd: float = 0.0
     phases: list[PhaseEvent] = field(default_factory=list)
 
     @property
@@ -47,9 +63,12 @@ class RunningCluster:
         return self.spec.total_gpus * ((until or time.time()) - self.requested_at) / 3600
 
     def cost_usd(self, until: float | None = None) -> float:
-        """Estimated cost from the catalog price since the request."""
-        hours = ((until or time.time()) - self.requested_at) / 3600
-        return self.spec.hourly_price(DEFAULT_CATALOG) * hours
+        """Estimated cost since the request, at the catalog price in effect when it was created."""
+        return self.hourly_price_usd * ((until or time.time()) - self.requested_at) / 3600
+
+    def target(self) -> ClusterTarget:
+        """Where the job runner submits jobs."""
+        return ClusterTarget(self.handle.name, self.endpoints.dashboard_url)
 
     def metadata(self) -> dict[str, Any]:
         """Materialization metadata describing the cluster and its cost so far."""
@@ -57,10 +76,13 @@ class RunningCluster:
         return {
             "cluster_name": self.handle.name,
             "cluster_backend": self.backend_name,
+            "cluster_mode": "raycluster",
             "cluster_namespace": self.handle.namespace,
             "gpu_type": self.spec.gpu_type,
             "gpu_count": self.spec.total_gpus,
             "cluster_workers": self.spec.workers,
+            "image": self.spec.image,
+            "hourly_price_usd": round(self.hourly_price_usd, 4),
             "seconds_to_ready": round(self.seconds_to_ready, 2),
             "cluster_wall_seconds": round(now - self.requested_at, 2),
             "gpu_hours": round(self.gpu_hours(now), 6),
@@ -75,99 +97,213 @@ def cluster_name_for_run(run_id: str, suffix: str = "") -> str:
     return f"{base}-{suffix}"[:47].rstrip("-") if suffix else base
 
 
+# Resource field -> ClusterSpec field, for the shape the Launchpad sets.
+SHAPE_FIELDS = {
+    "gpu_pool": "gpu_type",
+    "workers": "workers",
+    "gpus_per_worker": "gpus_per_worker",
+    "cpus_per_worker": "cpus_per_worker",
+    "memory_per_worker": "memory_per_worker",
+    "head_cpus": "head_cpus",
+    "head_memory": "head_memory",
+    "image": "image",
+    "owner": "owner",
+    "team": "team",
+    "namespace": "namespace",
+}
+
+
 class RayClusterResource(dg.ConfigurableResource):
-    """Provides a Ray cluster per run on the ``local`` (Ray processes) or ``kuberay`` backend."""
+    """The run's Ray cluster (or, in RayJob mode, the shape of each step's RayJob cluster).
 
-    backend: Literal["local", "kuberay"] = Field(
-        default="local", description="Where clusters run: 'local' Ray processes or 'kuberay' on Kubernetes."
+    Set the shape once per run in the Launchpad under ``resources.ray_cluster.config``; every Ray
+    step of the run uses it.
+    """
+
+    gpu_pool: str = Field(default="cpu", description="GPU pool of the workers, from the catalog in effect.")
+    workers: int = Field(
+        default=2, description="Worker nodes besides the head; Ray Train runs one worker per GPU (one per node on cpu)."
     )
-    namespace: str = Field(default="ray", description="Kubernetes namespace for KubeRay clusters.")
-    ray_auth_mode: str = Field(default="disabled", description="RAY_AUTH_MODE for the cluster and every client.")
-    ready_timeout_s: float = Field(
-        default=600, gt=0, le=7200, description="Seconds to wait for the cluster to be ready."
-    )
-    local_state_dir: str | None = Field(
-        default=None, description="Local backend: where cluster records and logs go (default ~/.dmp/local-clusters)."
-    )
-    kubeconfig: str | None = Field(
-        default=None, description="KubeRay backend: kubeconfig path (default: in-cluster or ~/.kube/config)."
-    )
-    kube_context: str | None = Field(default=None, description="KubeRay backend: kubeconfig context.")
-    image: str | None = Field(default=None, description="Ray image for KubeRay pods (default: the spec's).")
-    owner: str | None = Field(default=None, description="Owner label (default: the run's user tag or $USER).")
-    team: str = Field(default="ml-platform", description="Team label for cost attribution.")
+    gpus_per_worker: int = Field(default=0, description="GPUs per worker node: 0 on the cpu pool, 1 or more on a GPU pool.")
+    cpus_per_worker: float = Field(default=1, description="CPUs per worker node.")
+    memory_per_worker: str = Field(default="2Gi", description="Memory per worker node, a Kubernetes quantity such as 8Gi.")
+    head_cpus: float = Field(default=1, description="CPUs of the head node.")
+    head_memory: str = Field(default="2Gi", description="Memory of the head node, a Kubernetes quantity.")
+    image: str | None = Field(default=None, description="Ray image; default: the pool's, else the platform's image.")
     ttl_hours: float = Field(
-        default=8, gt=0, le=168, description="Expiry after which the sweeper deletes a leaked cluster."
+        default=8, gt=0, le=168, description="Expiry after which the sweeper deletes a cluster a killed run left behind."
     )
-    mode: Literal["raycluster", "rayjob"] = Field(
-        default="raycluster",
-        description="'raycluster': the run creates a cluster, runs its jobs on it and deletes it at the end. "
-        "'rayjob' (kuberay backend): each workload is a KubeRay RayJob whose cluster KubeRay creates "
-        "and deletes, even if this process dies. See docs/rayjob-mode.md.",
+    ready_timeout_s: float = Field(default=600, gt=0, le=7200, description="Seconds to wait for the cluster to be ready.")
+    mode: ClusterMode | None = Field(
+        default=None,
+        description="'raycluster': the run creates a cluster, runs its steps' jobs on it and deletes it at the end. "
+        "'rayjob' (kuberay): each step is a KubeRay RayJob whose cluster KubeRay creates and deletes, even if this "
+        "process dies. Default: $DMP_CLUSTER_MODE, else raycluster.",
     )
-    rayjob: RayJobOptions = Field(
-        default_factory=RayJobOptions,
-        description="RayJob mode: shutdown, TTL, deadline, retries, what termination does.",
+    rayjob: RayJobConfig = Field(
+        default_factory=RayJobConfig, description="RayJob mode: shutdown, TTL, deadline, retries, termination."
     )
+    owner: str | None = Field(default=None, description="Owner label; default: the run's user, else $DMP_OWNER or $USER.")
+    team: str | None = Field(default=None, description="Team label for cost attribution; default $DMP_TEAM.")
+    backend: BackendName | None = Field(
+        default=None, description="Where clusters run; default $DMP_BACKEND, else local."
+    )
+    namespace: str | None = Field(default=None, description="Kubernetes namespace; default $DMP_NAMESPACE.")
+    kubeconfig: str | None = Field(default=None, description="kuberay: kubeconfig path; default $DMP_KUBECONFIG.")
+    kube_context: str | None = Field(default=None, description="kuberay: kubeconfig context; default $DMP_KUBE_CONTEXT.")
 
+    # Set by ray_cluster_resource_type for the code location: every op config the run may carry.
+    preflight: ClassVar[RunConfigPreflight] = RunConfigPreflight({})
+
+    _platform: Platform | None = PrivateAttr(default=None)
+    _backend: ClusterBackend | None = PrivateAttr(default=None)
     _clusters: dict[str, RunningCluster] = PrivateAttr(default_factory=dict)
     _log: Any = PrivateAttr(default=None)
     _run_id: str | None = PrivateAttr(default=None)
+    _run_owner: str | None = PrivateAttr(default=None)
 
-    def build_backend(self) -> ClusterBackend:
-        """The configured backend."""
-        if self.backend == "local":
-            from pathlib import Path
-
-            return get_backend(
-                "local",
-                state_dir=Path(self.local_state_dir) if self.local_state_dir else None,
-                auth_mode=self.ray_auth_mode,
-            )
-        # Namespace-scoped: the run pods' Role grants list/watch in the Ray namespace only.
-        return get_backend("kuberay", kubeconfig=self.kubeconfig, context=self.kube_context, namespace=self.namespace)
+    # --- the run's life ------------------------------------------------------------------------
 
     @contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Generator[RayClusterResource, None, None]:
-        """Yield the resource; on the way out, delete every cluster it created, whatever happened."""
-        self._clusters = {}
+        """Check the run config, yield the resource, and delete every cluster it created on the way out.
+
+        Raises:
+            RunConfigProblems: an op's config or this resource's shape is invalid (nothing was created).
+        """
         self._log = context.log
-        self._run_id = context.run.run_id if context.run else None
+        run = context.dagster_run
+        self._run_id = run.run_id if run else None
+        self._run_owner = run.tags.get("dagster/user") if run else None
+        self._platform = self._resolve_platform()
+        problems = self.preflight.problems(run.run_config if run else {})
+        problems += resource_problems("ray_cluster", self.shape_problems())
+        if problems:
+            raise RunConfigProblems(problems)
+        if run is not None:
+            self._tag_gpu_pool(context, run.run_id, run.tags)
+        self._clusters = {}
+        self._backend = self.platform.open_backend(self.backend, namespace=self.namespace)
         try:
             yield self
         finally:  # also on DagsterExecutionInterruptedError, a BaseException
-            self.delete_all()
+            try:
+                self.delete_all()
+            finally:
+                self._backend.close()
+                self._backend = None
 
-    def spec_for_run(self, run_id: str | None, **fields: Any) -> ClusterSpec:
-        """A validated ``ClusterSpec`` for this run with the resource's owner, team, image and TTL."""
-        from datetime import timedelta
+    @property
+    def platform(self) -> Platform:
+        """The platform in effect for this resource (its overrides applied)."""
+        if self._platform is None:
+            self._platform = self._resolve_platform()
+        return self._platform
 
+    @property
+    def effective_mode(self) -> ClusterMode:
+        """``raycluster`` or ``rayjob``: the field, else ``DMP_CLUSTER_MODE``."""
+        return self.mode or self.platform.settings.cluster_mode
+
+    def _resolve_platform(self) -> Platform:
+        return current_platform().with_settings(
+            backend=self.backend, namespace=self.namespace, kubeconfig=self.kubeconfig, kube_context=self.kube_context
+        )
+
+    def shape_problems(self) -> list[tuple[str, str]]:
+        """``(resource field, problem)`` for every way this shape breaks the catalog, policy or mode."""
+        found: list[tuple[str, str]] = []
+        try:
+            self.spec_for_run(self._run_id or "preflight")
+        except SpecError as err:
+            by_spec_field = {spec: res for res, spec in SHAPE_FIELDS.items()}
+            found += [(by_spec_field.get(p.field, p.field), p.message) for p in err.problems]
+        if self.effective_mode == "rayjob":
+            with self.platform.backend(self.backend, namespace=self.namespace) as backend:
+                if not isinstance(backend, RayJobCapable):
+                    found.append(
+                        ("mode", f"'rayjob' needs a backend that runs RayJobs (kuberay); this run uses {backend.name!r}")
+                    )
+        return found
+
+    def _tag_gpu_pool(self, context: dg.InitResourceContext, run_id: str, tags: Mapping[str, str]) -> None:
+        # The run coordinator tags runs from their config before they queue; a run launched another
+        # way (execute_in_process) may carry the job's default: put the pool it really uses on it.
+        if tags.get(GPU_POOL_TAG) != self.gpu_pool:
+            context.log.warning(
+                f"run tag {GPU_POOL_TAG}={tags.get(GPU_POOL_TAG)!r} but the run uses the {self.gpu_pool!r} pool; "
+                "retagged (per-pool run limits apply when the run coordinator sets the tag at launch)"
+            )
+            context.instance.add_run_tags(run_id, {GPU_POOL_TAG: self.gpu_pool})
+
+    # --- specs ---------------------------------------------------------------------------------
+
+    def shape(self) -> dict[str, Any]:
+        """The ``ClusterSpec`` fields this resource sets (unset ones left to the platform)."""
+        values = {spec: getattr(self, res) for res, spec in SHAPE_FIELDS.items()}
+        values["owner"] = self.owner or self._run_owner
+        return {key: value for key, value in values.items() if value is not None}
+
+    def spec_for_run(self, run_id: str | None = None, **overrides: Any) -> ClusterSpec:
+        """The run's ``ClusterSpec``: this resource's shape, ``overrides`` on top, checked by the platform.
+
+        Raises:
+            SpecError: the spec breaks the catalog or the policy in effect.
+        """
         run_id = run_id or self._run_id or "adhoc"
-        values: dict[str, Any] = {
+        fields = {
             "name": cluster_name_for_run(run_id),
-            "namespace": self.namespace,
-            "owner": self.owner or os.environ.get("USER", "unknown"),
-            "team": self.team,
             "run_id": run_id,
             "ttl": timedelta(hours=self.ttl_hours),
+            **self.shape(),
+            **overrides,
         }
-        if self.image:
-            values["image"] = self.image
-        values.update(fields)
-        return ClusterSpec.model_validate(values)
+        return self.platform.cluster_spec(fields)
+
+    @property
+    def train_workers(self) -> int:
+        """Ray Train workers this shape holds: one per GPU, or one per worker node without GPUs."""
+        return max(self.workers, 1) * max(self.gpus_per_worker, 1)
+
+    @property
+    def uses_gpus(self) -> bool:
+        """Whether workers hold GPUs."""
+        return self.gpus_per_worker > 0
+
+    # --- clusters ------------------------------------------------------------------------------
+
+    def job_target(
+        self, context: dg.AssetExecutionContext | dg.OpExecutionContext, spec: ClusterSpec | None = None
+    ) -> tuple[JobTarget, RunningCluster | None]:
+        """Where the step's workload runs, by mode: the run's cluster, or a RayJob of its own.
+
+        Returns:
+            The job runner's target, and the running cluster in RayCluster mode (``None`` in RayJob mode).
+        """
+        spec = spec or self.spec_for_run(context.run_id)
+        if self.effective_mode != "rayjob":
+            cluster = self.get_cluster(context, spec)
+            return cluster.target(), cluster
+        backend = self._open()
+        if not isinstance(backend, RayJobCapable):
+            raise dg.Failure(f"mode='rayjob' needs the kuberay backend (KubeRay runs the RayJob); got {backend.name!r}")
+        step = f"{context.run_id}/{_step_key(context)}"
+        job_spec = spec.model_copy(update={"name": rayjob_name(spec.name, step)})
+        return RayJobTarget(backend.rayjobs(job_spec.namespace), job_spec, self.rayjob), None
 
     def get_cluster(
-        self, context: dg.AssetExecutionContext | dg.OpExecutionContext, spec: ClusterSpec
+        self, context: dg.AssetExecutionContext | dg.OpExecutionContext, spec: ClusterSpec | None = None
     ) -> RunningCluster:
-        """Return the run's cluster named ``spec.name``, creating it and waiting until ready if needed."""
+        """The run's cluster named ``spec.name``, created and waited for on first use."""
+        spec = spec or self.spec_for_run(context.run_id)
         if spec.name in self._clusters:
             return self._clusters[spec.name]
-        backend = self.build_backend()
+        backend = self._open()
         log = context.log
         requested = time.time()
         log.info(
-            f"requesting {self.backend} Ray cluster {spec.name}: {spec.workers} worker(s) of "
-            f"{spec.gpu_type} x{spec.gpus_per_worker}, {spec.cpus_per_worker} CPU, {spec.memory_per_worker}"
+            f"requesting {backend.name} Ray cluster {spec.name}: {spec.workers} worker(s) of {spec.gpu_type} "
+            f"x{spec.gpus_per_worker}, {spec.cpus_per_worker} CPU, {spec.memory_per_worker}, image {spec.image}"
         )
         phases: list[PhaseEvent] = []
 
@@ -178,7 +314,14 @@ class RayClusterResource(dg.ConfigurableResource):
         handle = backend.create(spec)
         # Registered before waiting, so teardown deletes it even if waiting fails or is interrupted.
         cluster = RunningCluster(
-            spec, handle, ClusterEndpoints("", ""), self.backend, self.ray_auth_mode, requested, requested, phases
+            spec,
+            handle,
+            ClusterEndpoints("", ""),
+            backend.name,
+            requested,
+            requested,
+            hourly_price_usd=self.platform.hourly_price(spec),
+            phases=phases,
         )
         self._clusters[spec.name] = cluster
         cluster.endpoints = backend.wait_ready(handle, self.ready_timeout_s, on_phase)
@@ -190,7 +333,7 @@ class RayClusterResource(dg.ConfigurableResource):
         """Delete every cluster this resource created in this run."""
         if not self._clusters:
             return
-        backend = self.build_backend()
+        backend = self._open()
         for name, cluster in list(self._clusters.items()):
             started = time.time()
             try:
@@ -207,14 +350,41 @@ class RayClusterResource(dg.ConfigurableResource):
             finally:
                 self._clusters.pop(name, None)
 
-    @contextmanager
-    def ephemeral_cluster(
-        self, context: dg.AssetExecutionContext | dg.OpExecutionContext, spec: ClusterSpec
-    ) -> Iterator[RunningCluster]:
-        """A cluster that lives only for the ``with`` block (deleted on any exit)."""
-        try:
-            yield self.get_cluster(context, spec)
-        finally:
-            cluster = self._clusters.pop(spec.name, None)
-            if cluster is not None:
-                self.build_backend().delete(cluster.handle)
+    def _open(self) -> ClusterBackend:
+        # Outside a run (direct calls in tests) the backend opens on first use and lives with the resource.
+        if self._backend is None:
+            self._backend = self.platform.open_backend(self.backend, namespace=self.namespace)
+        return self._backend
+
+
+def _step_key(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:
+    op_context = context.op_execution_context if isinstance(context, dg.AssetExecutionContext) else context
+    return op_context.get_step_execution_context().step.key
+
+
+def ray_cluster_resource_type(
+    catalog: GpuCatalog, preflight: RunConfigPreflight | None = None
+) -> type[RayClusterResource]:
+    """``RayClusterResource`` whose ``gpu_pool`` is a choice of ``catalog``'s pools (the Launchpad's
+    drop-down) and whose run-start check knows the code location's op configs."""
+    pools = tuple(catalog.names())
+    default = "cpu" if "cpu" in pools else pools[0]
+    resource_type = create_model(  # type: ignore[call-overload]
+        "RayClusterResource",
+        __base__=RayClusterResource,
+        __module__=__name__,
+        __doc__=RayClusterResource.__doc__,
+        gpu_pool=(Literal[pools], Field(default=default, description=RayClusterResource.model_fields["gpu_pool"].description)),
+    )
+    if preflight is not None:
+        resource_type.preflight = preflight
+    return resource_type  # type: ignore[no-any-return]
+
+
+__all__ = [
+    "RayClusterResource",
+    "RayJobConfig",
+    "RunningCluster",
+    "cluster_name_for_run",
+    "ray_cluster_resource_type",
+]

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-
-def default_data_root() -> str:
-    """``$DMP_DATA_ROOT`` or ``~/.dmp/data``."""
-    return os.environ.get("DMP_DATA_ROOT", str(Path.home() / ".dmp" / "data"))
+from discord_ml_platform.platform import current_platform
 
 
 class DataRootResource(dg.ConfigurableResource):
     """The storage root shared by the Dagster process and the Ray cluster."""
 
-    path: str = Field(
-        default_factory=default_data_root, description="Root directory (or mount) for windows, models and scores."
+    path: str | None = Field(
+        default=None, description="Root directory (or mount) for windows, models and scores; default $DMP_DATA_ROOT."
     )
 
     @property
     def root(self) -> Path:
         """The root as a ``Path`` (created on first use)."""
-        root = Path(self.path).expanduser().resolve()
+        root = Path(self.path or current_platform().data_root).expanduser().resolve()
         root.mkdir(parents=True, exist_ok=True)
         return root
 

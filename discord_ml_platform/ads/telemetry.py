@@ -14,8 +14,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-PIPES_PROTOCOL_VERSION = "0.1"
-PIPES_VERSION_KEY = "__dagster_pipes_version"
+from discord_ml_platform.jobs.pipes_protocol import EPOCH_METRICS, PIPES_VERSION, PIPES_VERSION_FIELD
 
 
 def _jsonable(value: Any) -> Any:
@@ -36,7 +35,7 @@ def _jsonable(value: Any) -> Any:
 def pipes_custom_message(payload: Mapping[str, Any]) -> str:
     """One line of JSON: a Pipes ``report_custom_message`` carrying ``payload``."""
     message = {
-        PIPES_VERSION_KEY: PIPES_PROTOCOL_VERSION,
+        PIPES_VERSION_FIELD: PIPES_VERSION,
         "method": "report_custom_message",
         "params": {"payload": _jsonable(dict(payload))},
     }
@@ -49,7 +48,7 @@ def emit_epoch_metrics(metrics: Mapping[str, Any]) -> None:
     Args:
         metrics: Flat metrics of the epoch (epoch number, losses, AUC, throughput...).
     """
-    line = pipes_custom_message({"kind": "epoch_metrics", **metrics})
+    line = pipes_custom_message({"kind": EPOCH_METRICS, **metrics})
     # Write to the stream rather than call print(): Ray Train V2 replaces builtins.print in its
     # workers with a version that both tees to stdout and logs the message, which would put
     # every metric line in the job log twice.

@@ -75,7 +75,12 @@ PhaseCallback = Callable[[PhaseEvent], None]
 
 @runtime_checkable
 class ClusterBackend(Protocol):
-    """Creates, watches and deletes Ray clusters. Implementations: ``local`` and ``kuberay``."""
+    """Creates, watches and deletes Ray clusters. Implementations: ``local`` and ``kuberay``.
+
+    Get one from the platform core (``Platform.backend()``, a context manager that closes it). A
+    backend that can also run RayJobs implements
+    :class:`~discord_ml_platform.backends.rayjobs.RayJobCapable`.
+    """
 
     name: str
 
@@ -99,4 +104,8 @@ class ClusterBackend(Protocol):
 
     def delete(self, handle: ClusterHandle, timeout_s: float = 60) -> None:
         """Delete the cluster and everything it started; a missing cluster is not an error."""
+        ...
+
+    def close(self) -> None:
+        """Release what the backend holds (API connections); clusters are not touched."""
         ...

@@ -21,8 +21,7 @@ import queue
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 from discord_ml_platform.backends.base import (
     ClusterEndpoints,
@@ -53,23 +52,18 @@ from discord_ml_platform.backends.kuberay_status import (
     parse_time,
 )
 from discord_ml_platform.backends.kuberay_watch import ResourceWatch
-from discord_ml_platform.spec import PLATFORM_CONFIG_ENV, ClusterSpec, PlatformConfig, platform_config_from_yaml
+from discord_ml_platform.spec import DEFAULT_PLATFORM_CONFIG, ClusterSpec, PlatformConfig
 from discord_ml_platform.spec.labels import CLUSTER, MANAGED_BY, MANAGED_BY_VALUE, RUN_ID, label_value
 from discord_ml_platform.spec.render import render_raycluster
+
+if TYPE_CHECKING:
+    from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs
 
 log = logging.getLogger(__name__)
 
 BACKEND_NAME = "kuberay"
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayclusters"
 RECENT_EVENTS = 10
-
-
-def load_platform_config() -> PlatformConfig:
-    """The platform config named by ``$DMP_PLATFORM_CONFIG``, or the built-in one."""
-    path = os.environ.get(PLATFORM_CONFIG_ENV)
-    if not path:
-        return PlatformConfig()
-    return platform_config_from_yaml(Path(path).read_text())
 
 
 def make_api_client(kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None) -> Any:
@@ -106,7 +100,8 @@ class KubeRayBackend:
         namespace: Namespace that :meth:`list` looks in; ``None`` lists across all namespaces.
             (Create uses the spec's namespace.)
         api_client: A ready ``kubernetes.client.ApiClient`` to use instead of loading a config.
-        platform_config: Catalog and policy for rendering; default from ``$DMP_PLATFORM_CONFIG``.
+        platform_config: Catalog, policy and images for rendering (the platform core passes the one in
+            effect; the default is the built-in one).
         retry: Retry policy of every API call.
         request_timeout_s: Read timeout of a single (non-watch) request.
         endpoint_resolver: Maps a RayCluster (dict) to endpoints reachable from this process,
@@ -142,7 +137,7 @@ class KubeRayBackend:
         self.api_client = api_client if api_client is not None else make_api_client(kubeconfig, context)
         self.custom = client.CustomObjectsApi(self.api_client)
         self.core = client.CoreV1Api(self.api_client)
-        self.platform_config = platform_config or load_platform_config()
+        self.platform_config = platform_config or DEFAULT_PLATFORM_CONFIG
         self.retry = retry or RetryPolicy()
         self.request_timeout = (5.0, request_timeout_s)
         self.resolver: EndpointResolver = endpoint_resolver or (lambda rc: default_endpoint_resolver(rc, host_override))
@@ -154,11 +149,28 @@ class KubeRayBackend:
         if self._owns_client:
             self.api_client.close()
 
-    def __enter__(self) -> KubeRayBackend:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def rayjobs(self, namespace: str | None = None) -> KubeRayJobs:
+        """RayJobs beside this backend's RayClusters: same API client, policy and images.
+
+        Args:
+            namespace: Namespace of the RayJobs; default the backend's (``default`` when the backend
+                lists every namespace; ``list(all_namespaces=True)`` still sees them all).
+        """
+        from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs
+
+        return KubeRayJobs(
+            api_client=self.api_client,
+            namespace=namespace or self.namespace or "default",
+            all_namespaces=namespace is None and self.namespace is None,
+            platform_config=self.platform_config,
+            retry=self.retry,
+        )
 
     # --- API helpers -----------------------------------------------------------------------
 

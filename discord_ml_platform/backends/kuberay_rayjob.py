@@ -21,166 +21,26 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from discord_ml_platform.backends.base import ClusterError
-from discord_ml_platform.backends.kuberay import load_platform_config, make_api_client
+from discord_ml_platform.backends.kuberay import make_api_client
 from discord_ml_platform.backends.kuberay_retry import RetryPolicy, api_error_message, call_with_retries, status_code
-from discord_ml_platform.spec import ClusterSpec, PlatformConfig
+from discord_ml_platform.backends.rayjobs import (
+    TERMINAL_DEPLOYMENT,
+    TERMINAL_JOB,
+    RayJobInfo,
+    RayJobState,
+    rayjob_submission_id,
+)
+from discord_ml_platform.spec import DEFAULT_PLATFORM_CONFIG, ClusterSpec, PlatformConfig
 from discord_ml_platform.spec.render import render_rayjob
 
 log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayjobs"
-TERMINAL_DEPLOYMENT = frozenset({"Complete", "Failed", "ValidationFailed"})
-TERMINAL_JOB = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
-# A Ray job has been submitted once Ray reports any status for it: its logs can be followed.
-SUBMITTED_JOB = frozenset({"PENDING", "RUNNING", *TERMINAL_JOB})
-
-
-@dataclass(frozen=True)
-class RayJobState:
-    """The parts of a RayJob's status a client acts on.
-
-    Attributes:
-        name: The RayJob's name.
-        namespace: Its namespace.
-        deployment_status: ``jobDeploymentStatus`` (``""`` before the operator saw it).
-        job_status: ``jobStatus``, the Ray job's status (``""`` before submission).
-        reason: ``reason`` of a ``Failed`` deployment.
-        message: ``message``.
-        job_id: ``jobId``, the Ray submission id.
-        cluster_name: ``rayClusterName``.
-        dashboard_url: ``dashboardURL`` with an ``http://`` scheme (``""`` until known).
-        exists: ``False`` once the RayJob is gone.
-        failed_attempts: ``status.failed``, attempts that failed (with ``backoffLimit``, a retry follows each
-            but the last).
-        succeeded_attempts: ``status.succeeded``, attempts that ended ``Complete``.
-    """
-
-    name: str
-    namespace: str
-    deployment_status: str = ""
-    job_status: str = ""
-    reason: str = ""
-    message: str = ""
-    job_id: str = ""
-    cluster_name: str = ""
-    dashboard_url: str = ""
-    exists: bool = True
-    failed_attempts: int = 0
-    succeeded_attempts: int = 0
-
-    @classmethod
-    def from_object(cls, obj: dict[str, Any]) -> RayJobState:
-        """Read a RayJob (as a dict)."""
-        meta = obj.get("metadata") or {}
-        status = obj.get("status") or {}
-        url = str(status.get("dashboardURL") or "")
-        if url and "://" not in url:
-            url = f"http://{url}"
-        return cls(
-            name=meta.get("name", ""),
-            namespace=meta.get("namespace", "default"),
-            deployment_status=str(status.get("jobDeploymentStatus") or ""),
-            job_status=str(status.get("jobStatus") or ""),
-            reason=str(status.get("reason") or ""),
-            message=str(status.get("message") or ""),
-            job_id=str(status.get("jobId") or (obj.get("spec") or {}).get("jobId") or ""),
-            cluster_name=str(status.get("rayClusterName") or ""),
-            dashboard_url=url,
-            failed_attempts=int(status.get("failed") or 0),
-            succeeded_attempts=int(status.get("succeeded") or 0),
-        )
-
-    @property
-    def finished(self) -> bool:
-        """The deployment reached ``Complete``/``Failed``, or the RayJob is gone."""
-        return not self.exists or self.deployment_status in TERMINAL_DEPLOYMENT
-
-    @property
-    def succeeded(self) -> bool:
-        """``Complete`` with the Ray job ``SUCCEEDED``."""
-        return self.exists and self.deployment_status == "Complete" and self.job_status == "SUCCEEDED"
-
-    @property
-    def retrying(self) -> bool:
-        """KubeRay is replacing a failed attempt (``Retrying``, or ``New`` after a failure): not an end."""
-        return self.exists and (
-            self.deployment_status == "Retrying" or (self.deployment_status in ("", "New") and self.failed_attempts > 0)
-        )
-
-    @property
-    def submitted(self) -> bool:
-        """The Ray job exists on the cluster (its logs can be read through ``dashboard_url``)."""
-        return bool(self.dashboard_url and self.job_id and self.job_status in SUBMITTED_JOB)
-
-    def phase(self) -> tuple[str, str]:
-        """``(deployment status, job status)``: what a follower reports when it changes."""
-        return (self.deployment_status or "New", self.job_status or "-")
-
-    def describe(self) -> str:
-        """One line for logs and failure messages."""
-        if not self.exists:
-            return f"RayJob {self.namespace}/{self.name} is gone"
-        text = f"RayJob {self.namespace}/{self.name}: {self.deployment_status or 'New'}, job {self.job_status or '-'}"
-        if self.reason:
-            text += f", reason {self.reason}"
-        if self.failed_attempts:
-            text += f", {self.failed_attempts} failed attempt(s)"
-        if self.cluster_name:
-            text += f", cluster {self.cluster_name}"
-        if self.message:
-            text += f": {self.message}"
-        return text
-
-
-@dataclass(frozen=True)
-class RayJobInfo:
-    """A RayJob as :meth:`KubeRayJobs.list` reports it (what the cleanup sensor decides on).
-
-    Attributes:
-        name: The RayJob's name.
-        namespace: Its namespace.
-        labels: Its labels (the platform's owner, run id and expiry among them).
-        created_at: ``metadata.creationTimestamp`` (UTC).
-        state: Its status.
-    """
-
-    name: str
-    namespace: str
-    labels: dict[str, str]
-    created_at: datetime
-    state: RayJobState
-
-    @classmethod
-    def from_object(cls, obj: dict[str, Any]) -> RayJobInfo:
-        """Read a RayJob (as a dict)."""
-        meta = obj.get("metadata") or {}
-        return cls(
-            name=meta.get("name", ""),
-            namespace=meta.get("namespace", "default"),
-            labels=dict(meta.get("labels") or {}),
-            created_at=_created_at(meta),
-            state=RayJobState.from_object(obj),
-        )
-
-
-def _created_at(meta: dict[str, Any]) -> datetime:
-    stamp = str(meta.get("creationTimestamp") or "")
-    try:
-        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return datetime.now(UTC)  # unknown: as young as can be, so no grace period is skipped
-
-
-def rayjob_submission_id(name: str) -> str:
-    """A Ray submission id for a RayJob, set on ``spec.jobId`` so the client knows it up front."""
-    return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
 class KubeRayJobs:
@@ -189,9 +49,11 @@ class KubeRayJobs:
     Args:
         kubeconfig: Kubeconfig file; ``None``: in-cluster config in a pod, else the default one.
         context: Kubeconfig context.
-        namespace: Namespace of the RayJobs.
+        namespace: Namespace of the RayJobs (where they are created, read and deleted).
+        all_namespaces: Whether :meth:`list` looks in every namespace by default.
         api_client: A ready ``ApiClient`` to use instead of loading a config.
-        platform_config: Catalog and policy for rendering; default from ``$DMP_PLATFORM_CONFIG``.
+        platform_config: Catalog, policy and images for rendering (the platform core passes the one
+            in effect; the default is the built-in one).
         retry: Retry policy of every API call.
     """
 
@@ -201,6 +63,7 @@ class KubeRayJobs:
         context: str | None = None,
         *,
         namespace: str = "ray",
+        all_namespaces: bool = False,
         api_client: Any = None,
         platform_config: PlatformConfig | None = None,
         retry: RetryPolicy | None = None,
@@ -208,10 +71,11 @@ class KubeRayJobs:
         from kubernetes import client
 
         self.namespace = namespace
+        self.all_namespaces = all_namespaces
         self._owns_client = api_client is None
         self.api_client = api_client if api_client is not None else make_api_client(kubeconfig, context)
         self.custom = client.CustomObjectsApi(self.api_client)
-        self.platform_config = platform_config or load_platform_config()
+        self.platform_config = platform_config or DEFAULT_PLATFORM_CONFIG
         self.retry = retry or RetryPolicy()
 
     def close(self) -> None:
@@ -219,7 +83,7 @@ class KubeRayJobs:
         if self._owns_client:
             self.api_client.close()
 
-    def __enter__(self) -> KubeRayJobs:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -293,8 +157,11 @@ class KubeRayJobs:
                 return None
             raise
 
-    def list(self, label_selector: dict[str, str] | None = None, *, all_namespaces: bool = False) -> list[RayJobInfo]:
-        """RayJobs whose labels match, in :attr:`namespace` (or in every namespace)."""
+    def list(
+        self, label_selector: dict[str, str] | None = None, *, all_namespaces: bool | None = None
+    ) -> list[RayJobInfo]:
+        """RayJobs whose labels match, in :attr:`namespace` or in every namespace (default: as constructed)."""
+        all_namespaces = self.all_namespaces if all_namespaces is None else all_namespaces
         selector = ",".join(f"{k}={v}" for k, v in sorted((label_selector or {}).items())) or None
         kwargs: dict[str, Any] = {"label_selector": selector} if selector else {}
         where = "all namespaces" if all_namespaces else self.namespace

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from discord_ml_platform.backends.base import (
     ClusterEndpoints,
@@ -56,7 +56,16 @@ MAX_WORKER_RESTARTS = 3
 
 def default_state_dir() -> Path:
     """Where cluster records live: ``$DMP_LOCAL_STATE_DIR`` or ``~/.dmp/local-clusters``."""
-    return Path(os.environ.get("DMP_LOCAL_STATE_DIR", Path.home() / ".dmp" / "local-clusters"))
+    from discord_ml_platform.settings import PlatformSettings
+
+    return PlatformSettings.from_env().local_state_path
+
+
+def default_temp_root() -> Path:
+    """Parent of the clusters' Ray temp dirs: ``$DMP_RAY_TEMP_ROOT`` or ``/tmp``."""
+    from discord_ml_platform.settings import PlatformSettings
+
+    return PlatformSettings.from_env().ray_temp_path
 
 
 def ray_environment(auth_mode: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -79,11 +88,6 @@ def cluster_process_environment(auth_mode: str, gcs_port: int) -> dict[str, str]
     local cluster runs beside this one.
     """
     return {**ray_environment(auth_mode), "RAY_ADDRESS": f"127.0.0.1:{gcs_port}"}
-
-
-def _short_temp_root() -> str:
-    # Ray puts Unix sockets under the temp dir (limit 107 bytes); macOS's $TMPDIR is too long.
-    return "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
 
 
 def _ray_executable() -> str:
@@ -139,7 +143,16 @@ class LocalBackend:
     def __init__(self, state_dir: Path | None = None, auth_mode: str = "disabled", temp_root: Path | None = None):
         self.state_dir = Path(state_dir or default_state_dir())
         self.auth_mode = auth_mode
-        self.temp_root = Path(temp_root or os.environ.get("DMP_RAY_TEMP_ROOT") or _short_temp_root())
+        self.temp_root = Path(temp_root or default_temp_root())
+
+    def close(self) -> None:
+        """Nothing to release: records are files, clusters live on after this object."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # Records -------------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ import json
 import sys
 from typing import Any
 
+EPOCH_METRICS = "epoch_metrics"
+"""``kind`` of the custom message a training driver reports per epoch (a live metric for the consumer)."""
 PIPES_VERSION_FIELD = "__dagster_pipes_version"
 PIPES_VERSION = "0.1"
 _MARKER = '{"' + PIPES_VERSION_FIELD + '"'

@@ -15,25 +15,30 @@ from discord_ml_platform.spec.config import (
     PlatformConfig,
     platform_config_from_yaml,
 )
-from discord_ml_platform.spec.errors import ConfigError, PolicyViolation, Violation
+from discord_ml_platform.spec.errors import ConfigError, FieldProblem, PolicyViolation, SpecError, Violation
+from discord_ml_platform.spec.images import DEFAULT_IMAGES, RayImages
 from discord_ml_platform.spec.policy import DEFAULT_POLICY, SecurityPolicy, check_policy, policy_from_yaml
 from discord_ml_platform.spec.quantities import QuantityError, bytes_to_quantity, parse_quantity, quantity_to_bytes
 from discord_ml_platform.spec.render import manifests_to_yaml, render_manifests, render_raycluster, render_rayjob
 
 __all__ = [
     "DEFAULT_CATALOG",
+    "DEFAULT_IMAGES",
     "DEFAULT_PLATFORM_CONFIG",
     "DEFAULT_POLICY",
     "PLATFORM_CONFIG_ENV",
     "RAY_VERSION",
     "ClusterSpec",
     "ConfigError",
+    "FieldProblem",
     "GpuCatalog",
     "GpuType",
     "PlatformConfig",
     "PolicyViolation",
     "QuantityError",
+    "RayImages",
     "SecurityPolicy",
+    "SpecError",
     "Toleration",
     "UnknownGpuTypeError",
     "Violation",

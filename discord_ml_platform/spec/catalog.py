@@ -52,6 +52,11 @@ class GpuType(BaseModel):
     gpu_memory_gib: int = Field(default=0, ge=0, description="Memory of one GPU, GiB.")
     max_gpus_per_node: int = Field(default=8, ge=0, description="Most GPUs one worker pod may hold.")
     hourly_price_usd: float = Field(ge=0, description="On-demand price per GPU-hour (per node-hour for CPU).")
+    image: str | None = Field(
+        default=None,
+        description="Ray image of this pool's clusters (e.g. one built for its CUDA version); "
+        "default: the platform's CPU or GPU image.",
+    )
 
     @field_validator("name")
     @classmethod

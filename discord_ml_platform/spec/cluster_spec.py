@@ -12,12 +12,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from discord_ml_platform.spec.catalog import DEFAULT_CATALOG, GpuCatalog, GpuType
+from discord_ml_platform.spec.images import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE, DEFAULT_IMAGES, RAY_VERSION, RayImages
 from discord_ml_platform.spec.quantities import QuantityError, bytes_to_quantity, parse_quantity, quantity_to_bytes
 
-RAY_VERSION = "2.60.0"
-DEFAULT_IMAGE = f"rayproject/ray:{RAY_VERSION}-py311-cpu"
-# The CPU image has no CUDA: a GPU pool left on the default image gets the GPU build instead.
-DEFAULT_GPU_IMAGE = f"rayproject/ray:{RAY_VERSION}-py311-gpu"
+__all__ = ["DEFAULT_GPU_IMAGE", "DEFAULT_IMAGE", "MAX_CLUSTER_NAME", "RAY_VERSION", "ClusterSpec", "catalog_from"]
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # KubeRay derives pod and service names from the cluster name (``<name>-head-svc`` and
 # ``<name>-<group>-worker-<hash>``); 47 characters keeps those under the 63-character limit.
@@ -32,11 +30,19 @@ def catalog_from(info: ValidationInfo) -> GpuCatalog:
     return catalog if isinstance(catalog, GpuCatalog) else DEFAULT_CATALOG
 
 
+def images_from(info: ValidationInfo) -> RayImages:
+    """The platform images passed as validation context (``{"images": ...}``), else the built-in ones."""
+    context = info.context or {}
+    images = context.get("images") if isinstance(context, dict) else None
+    return images if isinstance(images, RayImages) else DEFAULT_IMAGES
+
+
 class ClusterSpec(BaseModel):
     """A Ray cluster for one run: hardware, image, ownership and lifetime.
 
-    Build with ``ClusterSpec.model_validate(data, context={"catalog": catalog})`` to check it
-    against a custom GPU catalog; unset CPUs and memory are filled from the catalog's defaults.
+    Build with ``ClusterSpec.model_validate(data, context={"catalog": catalog, "images": images})``
+    to check it against the catalog in effect (the platform core does); unset CPUs and memory are
+    filled from the catalog's defaults, an unset image from the pool's or the platform's images.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
@@ -60,7 +66,11 @@ class ClusterSpec(BaseModel):
         default=None,
         description="Ray object store per node; default 25% of the node's memory (Ray's 30% of host RAM is too much for shared machines).",
     )
-    image: str = Field(default=DEFAULT_IMAGE, description="Container image with Ray and the workload's code.")
+    image: str = Field(
+        default=DEFAULT_IMAGE,
+        description="Container image with Ray and the workload's code; default: the pool's image, else the "
+        "platform's CPU or GPU image.",
+    )
     ray_version: str = Field(default=RAY_VERSION, description="Ray version of the image.")
     owner: str = Field(
         default="unknown", min_length=1, max_length=253, description="Person or system that owns the cluster."
@@ -116,9 +126,9 @@ class ClusterSpec(BaseModel):
     @model_validator(mode="after")
     def _fits_the_pool(self, info: ValidationInfo) -> ClusterSpec:
         gpu = catalog_from(info).get(self.gpu_type)
+        if "image" not in self.model_fields_set:
+            self.image = images_from(info).for_pool(gpu)
         if gpu.has_gpus:
-            if self.image == DEFAULT_IMAGE:
-                self.image = DEFAULT_GPU_IMAGE
             if self.gpus_per_worker < 1:
                 self.gpus_per_worker = 1
             if self.gpus_per_worker > gpu.max_gpus_per_node:
@@ -175,7 +185,3 @@ class ClusterSpec(BaseModel):
         if gpu.has_gpus:
             return gpu.hourly_price_usd * self.total_gpus
         return gpu.hourly_price_usd * (self.workers + 1)
-
-    def with_overrides(self, **changes: Any) -> ClusterSpec:
-        """A validated copy with ``changes`` applied."""
-        return ClusterSpec.model_validate({**self.model_dump(), **changes})

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
@@ -73,3 +74,106 @@ def format_validation_error(err: ValidationError, prefix: str) -> str:
         suffix = "" if item["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"{loc}: {message}{suffix}")
     return "\n".join(lines)
+
+
+class FieldProblem(NamedTuple):
+    """One thing wrong with one field of an input, in words a user can act on.
+
+    Attributes:
+        field: Dotted path of the field in the validated object, e.g. ``"workers"`` or ``"env.RAY_X"``;
+            ``""`` when the problem belongs to no single field.
+        message: What is wrong and what is allowed, e.g. ``"must be <= 64 (got 65)"``.
+    """
+
+    field: str
+    message: str
+
+    def named(self, name: str) -> str:
+        """``<name>: <message>``, where ``name`` is how the caller's user knows the field."""
+        return f"{name}: {self.message}" if name else self.message
+
+
+class SpecError(ValueError):
+    """An input (a cluster spec, a run config) is invalid; every problem is reported at once.
+
+    Raised before anything is created, so a user fixes the input in one round.
+    """
+
+    def __init__(self, problems: Sequence[FieldProblem], what: str = "cluster spec", hint: str | None = None) -> None:
+        if not problems:
+            raise ValueError("SpecError needs at least one problem")
+        self.problems: tuple[FieldProblem, ...] = tuple(problems)
+        self.what = what
+        self.hint = hint
+        super().__init__(f"{what} is invalid: " + "; ".join(p.named(p.field) for p in self.problems))
+
+
+# pydantic's wording -> the short form people read in a terminal or an event log.
+_REWRITES = (
+    (re.compile(r"^Input should be less than or equal to (.+)$"), r"must be <= \1"),
+    (re.compile(r"^Input should be greater than or equal to (.+)$"), r"must be >= \1"),
+    (re.compile(r"^Input should be less than (.+)$"), r"must be < \1"),
+    (re.compile(r"^Input should be greater than (.+)$"), r"must be > \1"),
+    (re.compile(r"^Input should be a valid integer.*$"), "must be a whole number"),
+    (re.compile(r"^Input should be a valid number.*$"), "must be a number"),
+    (re.compile(r"^String should match pattern '(.+)'$"), r"must match \1"),
+)
+# Model validators name their field at the start: ``gpus_per_worker=9 does not fit a h100-80gb node``.
+_LEADING_FIELD = re.compile(r"^(?P<field>[a-z_]+)(=| )(?P<rest>.*)$")
+
+
+def short_message(message: str) -> str:
+    """pydantic's message in the short form (``must be <= 64``)."""
+    message = message.removeprefix("Value error, ")
+    for pattern, replacement in _REWRITES:
+        if pattern.match(message):
+            return pattern.sub(replacement, message)
+    return message
+
+
+def _mentions(message: str, value: object) -> bool:
+    """Whether ``message`` already quotes ``value`` (``name 'My_Cluster' must be ...``)."""
+    return bool(re.search(rf"(?<![\w.]){re.escape(repr(value))}(?![\w.])", message))
+
+
+def validation_problems(err: ValidationError, fields: Iterable[str] = ()) -> list[FieldProblem]:
+    """One :class:`FieldProblem` per problem of a pydantic error.
+
+    Args:
+        err: The validation error.
+        fields: Field names a model-validator message may start with (``gpus_per_worker=9 ...``):
+            such a message is put under that field.
+    """
+    known = set(fields)
+    problems = []
+    for item in err.errors():
+        loc = [str(part) for part in item.get("loc", ()) if part != ""]
+        message = short_message(item["msg"])
+        got = item.get("input")
+        if loc:
+            shown = item["type"] == "missing" or isinstance(got, dict) or _mentions(message, got)
+            problems.append(FieldProblem(".".join(loc), message if shown else f"{message} (got {got!r})"))
+            continue
+        match = _LEADING_FIELD.match(message)
+        if match and match["field"] in known:
+            problems.append(FieldProblem(match["field"], match["rest"]))
+        elif message.startswith("unknown gpu_type"):
+            problems.append(FieldProblem("gpu_type", message))
+        else:
+            problems.append(FieldProblem("", message))
+    return problems
+
+
+def policy_problems(err: PolicyViolation, typed: Mapping[str, str] | None = None) -> list[FieldProblem]:
+    """One :class:`FieldProblem` per broken policy rule.
+
+    Args:
+        err: The violation.
+        typed: Field -> what the user typed, shown instead of the parsed value (``--ttl 2d``).
+    """
+    problems = []
+    for violation in err.violations:
+        field = violation.field.split(".")[0]
+        value = (typed or {}).get(field, violation.value)
+        problems.append(FieldProblem(field, f"{value!r} is not allowed: {violation.allowed}"))
+    return problems

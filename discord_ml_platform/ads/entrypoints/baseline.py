@@ -17,18 +17,18 @@ def main() -> None:
 
         import ray
 
-        extras = pipes.extras
-        model_dir = Path(extras["model_dir"])
+        from discord_ml_platform.ads.params import BaselineParams, MetadataKey
+
+        params = BaselineParams.model_validate(pipes.extras)
+        model_dir = Path(params.model_dir)
+        settings = {"max_depth": params.max_depth, "num_boost_round": params.num_boost_round}
         ray.init(address=os.environ.get("RAY_ADDRESS", "auto"))
-        cpus = float(extras.get("cpus", 1))
-        if extras.get("use_ray_trainer"):
-            metrics = fit_and_evaluate_with_trainer(
-                str(model_dir), extras.get("settings") or {}, int(extras.get("num_workers", 1)), cpus
-            )
+        if params.use_ray_trainer:
+            metrics = fit_and_evaluate_with_trainer(str(model_dir), settings, params.num_workers, params.cpus)
         else:
             # One task on the cluster (not the driver), so the fit uses cluster resources.
-            task = ray.remote(num_cpus=cpus)(fit_and_evaluate)
-            metrics = ray.get(task.remote(str(model_dir), extras.get("settings") or {}, max(1, int(cpus))))
+            task = ray.remote(num_cpus=params.cpus)(fit_and_evaluate)
+            metrics = ray.get(task.remote(str(model_dir), settings, max(1, int(params.cpus))))
         pipes.log.info(
             f"XGBoost baseline AUC {metrics['auc']:.4f} (ceiling {metrics.get('ceiling_auc', float('nan')):.4f})"
         )
@@ -39,7 +39,7 @@ def main() -> None:
                     for k, v in metrics.items()
                     if isinstance(v, (int, float)) and math.isfinite(v)
                 },
-                "baseline_path": {"raw_value": str(model_dir / "baseline"), "type": "path"},
+                MetadataKey.BASELINE_PATH: {"raw_value": str(model_dir / "baseline"), "type": "path"},
             }
         )
 

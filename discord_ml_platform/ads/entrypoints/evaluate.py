@@ -23,14 +23,16 @@ def main() -> None:
 
         import ray
 
-        extras = pipes.extras
-        model_dir = Path(extras["model_dir"])
-        champion_path = extras.get("champion_model_path")
+        from discord_ml_platform.ads.params import EvaluateParams, MetadataKey
+
+        params = EvaluateParams.model_validate(pipes.extras)
+        model_dir = Path(params.model_dir)
         ray.init(address=os.environ.get("RAY_ADDRESS", "auto"))
         # One task on the cluster (not the driver) so evaluation uses cluster resources.
-        report = ray.get(ray.remote(num_cpus=1)(evaluate_holdout).remote(str(model_dir), champion_path))
-        if extras.get("champion_version"):
-            report["champion_version"] = extras["champion_version"]
+        task = ray.remote(num_cpus=1)(evaluate_holdout)
+        report = ray.get(task.remote(str(model_dir), params.champion_model_path))
+        if params.champion_version:
+            report["champion_version"] = params.champion_version
         (model_dir / "evaluation.json").write_text(json.dumps(report, indent=2))
         pipes.log.info(
             f"AUC {report['auc']:.4f} (ceiling {report['ceiling_auc']:.4f}), logloss {report['logloss']:.4f}"
@@ -38,9 +40,10 @@ def main() -> None:
         metadata: dict[str, Any] = {
             k: round(v, 6) for k, v in report.items() if isinstance(v, float) and math.isfinite(v)
         }
+        metadata[MetadataKey.MODEL_DIR] = {"raw_value": str(model_dir), "type": "path"}
         if "champion_metrics" in report:
-            metadata["champion_auc"] = round(report["champion_metrics"]["auc"], 6)
-            metadata["champion_version"] = str(report.get("champion_version", ""))
+            metadata[MetadataKey.CHAMPION_AUC] = round(report["champion_metrics"]["auc"], 6)
+            metadata[MetadataKey.CHAMPION_VERSION] = str(report.get("champion_version", ""))
         pipes.report_asset_materialization(metadata=metadata)
 
 

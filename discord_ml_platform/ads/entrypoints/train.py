@@ -17,15 +17,16 @@ def main() -> None:
 
         from discord_ml_platform.ads.entrypoints.split import write_split
         from discord_ml_platform.ads.model import RankerConfig
+        from discord_ml_platform.ads.params import MetadataKey, TrainParams
         from discord_ml_platform.ads.train import TrainLoopConfig, fit_with_ray_train
 
-        extras = pipes.extras
-        model_dir = Path(extras["model_dir"])
+        params = TrainParams.model_validate(pipes.extras)
+        model_dir = Path(params.model_dir)
         split = write_split(
-            Path(extras["data_root"]),
-            dt.date.fromisoformat(extras["partition"]),
-            int(extras["window_days"]),
-            float(extras["holdout_fraction"]),
+            Path(params.data_root),
+            dt.date.fromisoformat(params.partition),
+            params.window_days,
+            params.holdout_fraction,
             model_dir / "split",
         )
         pipes.log.info(
@@ -34,38 +35,37 @@ def main() -> None:
         config = TrainLoopConfig(
             train_path=str(split["train_path"]),
             validation_path=str(split["holdout_path"]),
-            epochs=int(extras["epochs"]),
-            batch_size=int(extras["batch_size"]),
-            lr=float(extras["learning_rate"]),
+            epochs=params.epochs,
+            batch_size=params.batch_size,
+            lr=params.learning_rate,
             seed=0,
-            # .get() with the defaults of older configs: a run launched before these fields existed
-            # still re-executes the same way.
-            lr_schedule=str(extras.get("lr_schedule", "constant")),
-            embedding_weight_decay=float(extras.get("embedding_weight_decay", 0.0)),
-            model=RankerConfig(
-                embedding_dim=int(extras.get("embedding_dim", 16)), interaction=str(extras.get("interaction", "dot"))
-            ),
+            lr_schedule=params.lr_schedule,
+            embedding_weight_decay=params.embedding_weight_decay,
+            model=RankerConfig(embedding_dim=params.embedding_dim, interaction=params.interaction),
             torch_threads=1,
-            sharding=str(extras.get("sharding", "row")),
+            sharding=params.sharding,
         )
         ray.init(address=os.environ.get("RAY_ADDRESS", "auto"))
         result = fit_with_ray_train(
             config,
-            num_workers=int(extras["num_workers"]),
-            use_gpu=bool(extras["use_gpu"]),
-            storage_path=str(extras["storage_path"]),
-            name=str(extras["run_name"]),
-            cpus_per_worker=float(extras["cpus_per_worker"]),
+            num_workers=params.num_workers,
+            use_gpu=params.use_gpu,
+            storage_path=params.storage_path,
+            name=params.run_name,
+            cpus_per_worker=params.cpus_per_worker,
             output_dir=model_dir / "model",
         )
         (model_dir / "split.json").write_text(json.dumps(split, indent=2))
+        (model_dir / "training.json").write_text(params.model_dump_json(indent=2))
         final = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
         pipes.report_asset_materialization(
             metadata={
                 **{k: round(v, 6) for k, v in final.items()},
-                "model_path": {"raw_value": str(result.model_path), "type": "path"},
-                "train_rows": split["train_rows"],
-                "holdout_rows": split["holdout_rows"],
+                MetadataKey.MODEL_NAME: params.model_name,
+                MetadataKey.MODEL_DIR: {"raw_value": str(model_dir), "type": "path"},
+                MetadataKey.MODEL_PATH: {"raw_value": str(result.model_path), "type": "path"},
+                MetadataKey.TRAIN_ROWS: int(split["train_rows"]),  # type: ignore[call-overload]
+                MetadataKey.HOLDOUT_ROWS: int(split["holdout_rows"]),  # type: ignore[call-overload]
                 "windows": {"raw_value": split["windows"], "type": "json"},
                 "train_seconds": round(result.train_seconds, 2),
                 "epochs_history": {"raw_value": result.history, "type": "json"},

@@ -1,0 +1,32 @@
+"""The ``dmp/gpu-pool`` run tag, from the run config: what ``dagster.yaml``'s per-pool run limits count.
+
+Every way a run starts tags it with the pool its cluster really uses: schedules, sensors and ``dmp
+run`` through :func:`gpu_pool_tags`; Launchpad and API launches through
+:class:`~resources.run_coordinator.GpuPoolRunCoordinator`, which tags a run from its config before it
+queues; and the cluster resource corrects a run that got past both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+GPU_POOL_TAG = "dmp/gpu-pool"
+CLUSTER_RESOURCE_KEY = "ray_cluster"
+
+
+def gpu_pool_of(run_config: Mapping[str, Any] | None, default: str | None = None) -> str | None:
+    """The pool ``resources.ray_cluster.config.gpu_pool`` names, else ``default``."""
+    resources = (run_config or {}).get("resources") or {}
+    entry = resources.get(CLUSTER_RESOURCE_KEY) if isinstance(resources, Mapping) else None
+    config = entry.get("config") if isinstance(entry, Mapping) else None
+    pool = config.get("gpu_pool") if isinstance(config, Mapping) else None
+    return str(pool) if pool else default
+
+
+def gpu_pool_tags(run_config: Mapping[str, Any] | None, default: str = "cpu") -> dict[str, str]:
+    """``{"dmp/gpu-pool": <pool>}`` for a run of ``run_config``."""
+    return {GPU_POOL_TAG: gpu_pool_of(run_config, default) or default}
+
+
+__all__ = ["CLUSTER_RESOURCE_KEY", "GPU_POOL_TAG", "gpu_pool_of", "gpu_pool_tags"]
