@@ -275,9 +275,7 @@ def _with_image_overrides(config: PlatformConfig, settings: PlatformSettings) ->
         images = RayImages.model_validate({**config.images.model_dump(), **changes})
     except ValidationError as err:
         names = {"cpu": "DMP_RAY_IMAGE", "gpu": "DMP_RAY_GPU_IMAGE"}
-        raise ConfigError(
-            "; ".join(p.named(names.get(p.field, p.field)) for p in validation_problems(err))
-        ) from None
+        raise ConfigError("; ".join(p.named(names.get(p.field, p.field)) for p in validation_problems(err))) from None
     return config.model_copy(update={"images": images})
 
 

@@ -90,7 +90,7 @@ def ad_relevance_baseline(
     config: BaselineConfig,
     ray_cluster: RayClusterResource,
     pipes_ray: PipesRayJobClient,
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[dg.AssetObservation | dg.MaterializeResult]:
     """Fit and evaluate the baseline as a Ray job on the run's cluster."""
     model = trained_model(context, context.partition_key)
     params = BaselineParams(
@@ -112,7 +112,9 @@ def ad_relevance_baseline(
     additional_deps=[ad_relevance_baseline],
     description="The candidate's holdout AUC is above the XGBoost baseline's (same split).",
 )
-def candidate_beats_baseline(context: dg.AssetCheckExecutionContext, promotion_gate: PromotionGate) -> dg.AssetCheckResult:
+def candidate_beats_baseline(
+    context: dg.AssetCheckExecutionContext, promotion_gate: PromotionGate
+) -> dg.AssetCheckResult:
     """Blocks promotion when the neural model does not beat XGBoost."""
     candidate, baseline, _, decision = _decision(trained_model(context, context.partition_key), promotion_gate)
     return dg.AssetCheckResult(

@@ -152,7 +152,7 @@ def ad_relevance_evaluation(
     ray_cluster: RayClusterResource,
     pipes_ray: PipesRayJobClient,
     data_root: DataRootResource,
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[dg.AssetObservation | dg.MaterializeResult]:
     """Evaluate the partition's model on its held-out rows (and the champion on the same rows)."""
     model = trained_model(context, context.partition_key)
     champion = champion_of(data_root, model.model_name)
@@ -185,7 +185,7 @@ def ad_relevance_scores(
     ray_cluster: RayClusterResource,
     pipes_ray: PipesRayJobClient,
     data_root: DataRootResource,
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[dg.AssetObservation | dg.MaterializeResult]:
     """Score the partition's window with its model, or the registry's champion, on a Ray Data actor pool."""
     from discord_ml_platform.ads.data import window_dir
 
@@ -223,7 +223,10 @@ def ad_relevance_scores(
     description="A trivial Ray job through the full platform path: smoke test and overhead benchmark.",
 )
 def platform_smoke(
-    context: dg.AssetExecutionContext, config: SmokeConfig, ray_cluster: RayClusterResource, pipes_ray: PipesRayJobClient
+    context: dg.AssetExecutionContext,
+    config: SmokeConfig,
+    ray_cluster: RayClusterResource,
+    pipes_ray: PipesRayJobClient,
 ) -> Iterator[dg.AssetObservation | dg.MaterializeResult]:
     """Run the smoke job on the run's cluster."""
     invocation = yield from pipes_ray.run_workload(

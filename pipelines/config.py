@@ -29,7 +29,9 @@ class QuestsWindowConfig(dg.Config):
     """How the daily window is obtained (synthetic here; landed by upstream jobs in production)."""
 
     generate_if_missing: bool = Field(default=True, description="Generate a synthetic window when none has landed.")
-    rows: int = Field(default=200_000, ge=1_000, le=50_000_000, description="Rows of a generated window (1000-50000000).")
+    rows: int = Field(
+        default=200_000, ge=1_000, le=50_000_000, description="Rows of a generated window (1000-50000000)."
+    )
     seed: int = Field(default=7, ge=0, description="Seed of the synthetic world (same seed, same users and quests).")
 
 

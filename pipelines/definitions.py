@@ -32,7 +32,16 @@ def build_definitions(platform: Platform | None = None) -> dg.Definitions:
         ConfigError: the platform configuration is invalid (the code location does not load, and says why).
     """
     platform = platform or current_platform()
-    preflight = RunConfigPreflight(op_config_models([*ASSETS, *CHECKS]))
+    others: dict[str, dg.ConfigurableResource] = {
+        "pipes_ray": PipesRayJobClient(),
+        "data_root": DataRootResource(),
+        "promotion_gate": PromotionGate(),
+    }
+    # Checked when a run starts, before anything is provisioned: every op's config and every
+    # resource's (the cluster resource checks its own shape against the platform).
+    preflight = RunConfigPreflight(
+        op_config_models([*ASSETS, *CHECKS]), {key: type(resource) for key, resource in others.items()}
+    )
     cluster_resource = ray_cluster_resource_type(platform.catalog, preflight)
     return dg.Definitions(
         assets=ASSETS,
@@ -41,12 +50,7 @@ def build_definitions(platform: Platform | None = None) -> dg.Definitions:
         schedules=[ad_relevance_daily_retrain],
         # The cleanup sensor deletes clusters whose run is gone or finished, or whose expiry passed.
         sensors=[new_quests_window_sensor, build_cluster_cleanup_sensor()],
-        resources={
-            "ray_cluster": cluster_resource(),
-            "pipes_ray": PipesRayJobClient(),
-            "data_root": DataRootResource(),
-            "promotion_gate": PromotionGate(),
-        },
+        resources={"ray_cluster": cluster_resource(), **others},
     )
 
 

@@ -27,15 +27,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import dagster as dg
 
 from discord_ml_platform.backends import ClusterBackend
+from discord_ml_platform.backends.rayjobs import RayJobCapable, RayJobs
+from discord_ml_platform.platform import current_platform
 from discord_ml_platform.spec.labels import EXPIRES_AT, MANAGED_BY, MANAGED_BY_VALUE, RUN_ID, label_value, parse_expiry
-
-if TYPE_CHECKING:
-    from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs
 
 # KubeRay's label on the RayCluster of a RayJob (value "RayJob"), and the RayJob's name.
 ORIGIN_CRD_LABEL, ORIGIN_NAME_LABEL = "ray.io/originated-from-crd", "ray.io/originated-from-cr-name"

@@ -85,22 +85,26 @@ class _EventLog:
         log = self.context.log
         if isinstance(event, LogLine):
             if event.pipes is not None:
-                self.handler.handle_message(dict(event.pipes))
+                self.handler.handle_message(event.pipes)  # type: ignore[arg-type]  # a PipesMessage dict
             elif event.text.strip():
                 log.info(event.text)
         elif isinstance(event, Metric):
             log.info(f"epoch metrics: {dict(event.values)}")
             if self.asset_key is not None:
                 return dg.AssetObservation(asset_key=self.asset_key, metadata=dict(event.values))
+        elif isinstance(event, JobSubmitted) and event.rayjob:
+            log.info(
+                f"created RayJob {event.target} (Ray job {event.job_id}): {event.entrypoint}; "
+                "KubeRay creates its cluster and deletes it after the job"
+            )
         elif isinstance(event, JobSubmitted):
-            kind = "RayJob" if event.rayjob else "Ray job"
-            log.info(f"submitted {kind} {event.job_id} to {event.target}: {event.entrypoint}")
+            log.info(f"submitted Ray job {event.job_id} to {event.target}: {event.entrypoint}")
         elif isinstance(event, JobPhase):
             log.info(event.description)
         elif isinstance(event, AttemptFailed):
             log.warning(
                 f"attempt {event.attempt} of {event.attempts_allowed} failed"
-                f"{' (' + event.reason + ')' if event.reason else ''}; the job runs again on a new cluster"
+                f"{' (' + event.reason + ')' if event.reason else ''}; KubeRay retries the job on a new cluster"
             )
         elif isinstance(event, Notice):
             log.warning(event.message)
@@ -249,7 +253,7 @@ class PipesRayJobClient(dg.PipesClient, dg.ConfigurableResource):
                             yield observation
             except BaseException:
                 if submitted and result is None:
-                    context.log.warning(f"stopped Ray job {submitted} because the step ended early")
+                    context.log.warning(f"the step ended early: {_stopped(target, submitted)}")
                 raise
             assert result is not None
             if not result.succeeded:
@@ -299,6 +303,14 @@ class PipesRayJobClient(dg.PipesClient, dg.ConfigurableResource):
         if result.dashboard_url:
             metadata["ray_dashboard"] = dg.MetadataValue.url(result.dashboard_url)
         return metadata
+
+
+def _stopped(target: JobTarget, job_id: str) -> str:
+    """What the runner did to a job whose step ended early (it stops the job when its events are closed)."""
+    if isinstance(target, RayJobTarget):
+        done = "suspended" if target.options.on_terminate == "suspend" else "deleted"
+        return f"{done} RayJob {target.spec.name} (Ray job {job_id}); its cluster goes with it"
+    return f"stopped Ray job {job_id} on {target.name}"
 
 
 def _job_metadata(result: JobResult) -> dict[str, Any]:

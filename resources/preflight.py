@@ -19,43 +19,55 @@ from pydantic import BaseModel, ValidationError
 
 from discord_ml_platform.spec.errors import validation_problems
 
+ConfigProblem = tuple[str, str]
+"""``(path in the run config, problem)``, e.g. ``("ops.ad_relevance_model.config.epochs", "must be >= 1 (got 0)")``."""
+
 
 class RunConfigProblems(dg.Failure):
     """A run's config is invalid; nothing was provisioned. One line per problem, each naming op and field."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
         self.problems = tuple(problems)
-        lines = "\n".join(f"  {p}" for p in self.problems)
+        lines = "\n".join(f"  {path}: {message}" for path, message in self.problems)
         super().__init__(description=f"invalid run config, nothing was provisioned:\n{lines}")
 
 
 class RunConfigPreflight:
-    """Validates op configs of a run config against the ops' pydantic config classes.
+    """Validates the op and resource configs of a run config against their pydantic classes.
 
     Args:
         models: Op name -> its ``dg.Config`` class (see :func:`op_config_models`).
+        resources: Resource key -> its ``ConfigurableResource`` class, for the resources whose
+            config a run may set (the cluster resource checks its own shape against the platform).
     """
 
-    def __init__(self, models: Mapping[str, type[BaseModel]]) -> None:
+    def __init__(
+        self, models: Mapping[str, type[BaseModel]], resources: Mapping[str, type[BaseModel]] | None = None
+    ) -> None:
         self.models = dict(models)
+        self.resources = dict(resources or {})
 
-    def problems(self, run_config: Mapping[str, Any] | None) -> list[str]:
-        """``ops.<op>.config.<field>: <problem>`` for every invalid value in ``run_config``."""
-        ops = (run_config or {}).get("ops") or {}
-        found: list[str] = []
-        for op, model in self.models.items():
-            entry = ops.get(op) or {}
-            config = entry.get("config") if isinstance(entry, Mapping) else None
-            try:
-                model(**(config or {}))
-            except ValidationError as err:
-                found += [p.named(f"ops.{op}.config.{p.field}".rstrip(".")) for p in validation_problems(err)]
+    def problems(self, run_config: Mapping[str, Any] | None) -> list[ConfigProblem]:
+        """``("ops.<op>.config.<field>", problem)`` and ``("resources.<key>.config.<field>", problem)``
+        for every invalid value in ``run_config``."""
+        found: list[ConfigProblem] = []
+        for section, models in (("ops", self.models), ("resources", self.resources)):
+            entries = (run_config or {}).get(section) or {}
+            for name, model in models.items():
+                entry = entries.get(name) or {}
+                config = entry.get("config") if isinstance(entry, Mapping) else None
+                try:
+                    model(**(config or {}))
+                except ValidationError as err:
+                    found += [
+                        (f"{section}.{name}.config.{p.field}".rstrip("."), p.message) for p in validation_problems(err)
+                    ]
         return found
 
 
-def resource_problems(resource: str, problems: Iterable[tuple[str, str]]) -> list[str]:
-    """``resources.<resource>.config.<field>: <problem>`` lines."""
-    return [f"resources.{resource}.config.{field}: {message}" for field, message in problems]
+def resource_problems(resource: str, problems: Iterable[tuple[str, str]]) -> list[ConfigProblem]:
+    """``("resources.<resource>.config.<field>", problem)`` for each ``(field, problem)``."""
+    return [(f"resources.{resource}.config.{field}".rstrip("."), message) for field, message in problems]
 
 
 def config_model(op: dg.OpDefinition) -> type[dg.Config] | None:
@@ -84,4 +96,11 @@ def op_config_models(
     return found
 
 
-__all__ = ["RunConfigPreflight", "RunConfigProblems", "config_model", "op_config_models", "resource_problems"]
+__all__ = [
+    "ConfigProblem",
+    "RunConfigPreflight",
+    "RunConfigProblems",
+    "config_model",
+    "op_config_models",
+    "resource_problems",
+]

@@ -24,7 +24,7 @@ from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
 import dagster as dg
-from pydantic import Field, PrivateAttr, create_model
+from pydantic import Field, PrivateAttr, ValidationError, create_model
 
 from discord_ml_platform.backends import ClusterBackend, ClusterEndpoints, ClusterHandle, PhaseEvent
 from discord_ml_platform.backends.rayjobs import RayJobCapable, RayJobOptions, rayjob_name
@@ -32,8 +32,9 @@ from discord_ml_platform.jobs.runner import ClusterTarget, JobTarget, RayJobTarg
 from discord_ml_platform.platform import Platform, current_platform
 from discord_ml_platform.settings import BackendName, ClusterMode
 from discord_ml_platform.spec import ClusterSpec, GpuCatalog, SpecError
-from resources.preflight import RunConfigPreflight, RunConfigProblems, resource_problems
-from resources.run_tags import GPU_POOL_TAG
+from discord_ml_platform.spec.errors import validation_problems
+from resources.preflight import ConfigProblem, RunConfigPreflight, RunConfigProblems, resource_problems
+from resources.run_tags import CLUSTER_RESOURCE_KEY, GPU_POOL_TAG
 
 
 class RayJobConfig(dg.Config, RayJobOptions):
@@ -124,16 +125,25 @@ class RayClusterResource(dg.ConfigurableResource):
     workers: int = Field(
         default=2, description="Worker nodes besides the head; Ray Train runs one worker per GPU (one per node on cpu)."
     )
-    gpus_per_worker: int = Field(default=0, description="GPUs per worker node: 0 on the cpu pool, 1 or more on a GPU pool.")
+    gpus_per_worker: int = Field(
+        default=0, description="GPUs per worker node: 0 on the cpu pool, 1 or more on a GPU pool."
+    )
     cpus_per_worker: float = Field(default=1, description="CPUs per worker node.")
-    memory_per_worker: str = Field(default="2Gi", description="Memory per worker node, a Kubernetes quantity such as 8Gi.")
+    memory_per_worker: str = Field(
+        default="2Gi", description="Memory per worker node, a Kubernetes quantity such as 8Gi."
+    )
     head_cpus: float = Field(default=1, description="CPUs of the head node.")
     head_memory: str = Field(default="2Gi", description="Memory of the head node, a Kubernetes quantity.")
     image: str | None = Field(default=None, description="Ray image; default: the pool's, else the platform's image.")
     ttl_hours: float = Field(
-        default=8, gt=0, le=168, description="Expiry after which the sweeper deletes a cluster a killed run left behind."
+        default=8,
+        gt=0,
+        le=168,
+        description="Expiry after which the sweeper deletes a cluster a killed run left behind.",
     )
-    ready_timeout_s: float = Field(default=600, gt=0, le=7200, description="Seconds to wait for the cluster to be ready.")
+    ready_timeout_s: float = Field(
+        default=600, gt=0, le=7200, description="Seconds to wait for the cluster to be ready."
+    )
     mode: ClusterMode | None = Field(
         default=None,
         description="'raycluster': the run creates a cluster, runs its steps' jobs on it and deletes it at the end. "
@@ -143,14 +153,18 @@ class RayClusterResource(dg.ConfigurableResource):
     rayjob: RayJobConfig = Field(
         default_factory=RayJobConfig, description="RayJob mode: shutdown, TTL, deadline, retries, termination."
     )
-    owner: str | None = Field(default=None, description="Owner label; default: the run's user, else $DMP_OWNER or $USER.")
+    owner: str | None = Field(
+        default=None, description="Owner label; default: the run's user, else $DMP_OWNER or $USER."
+    )
     team: str | None = Field(default=None, description="Team label for cost attribution; default $DMP_TEAM.")
     backend: BackendName | None = Field(
         default=None, description="Where clusters run; default $DMP_BACKEND, else local."
     )
     namespace: str | None = Field(default=None, description="Kubernetes namespace; default $DMP_NAMESPACE.")
     kubeconfig: str | None = Field(default=None, description="kuberay: kubeconfig path; default $DMP_KUBECONFIG.")
-    kube_context: str | None = Field(default=None, description="kuberay: kubeconfig context; default $DMP_KUBE_CONTEXT.")
+    kube_context: str | None = Field(
+        default=None, description="kuberay: kubeconfig context; default $DMP_KUBE_CONTEXT."
+    )
 
     # Set by ray_cluster_resource_type for the code location: every op config the run may carry.
     preflight: ClassVar[RunConfigPreflight] = RunConfigPreflight({})
@@ -177,11 +191,11 @@ class RayClusterResource(dg.ConfigurableResource):
         self._run_owner = run.tags.get("dagster/user") if run else None
         self._platform = self._resolve_platform()
         problems = self.preflight.problems(run.run_config if run else {})
-        problems += resource_problems("ray_cluster", self.shape_problems())
+        problems += resource_problems(CLUSTER_RESOURCE_KEY, self.shape_problems())
         if problems:
             raise RunConfigProblems(problems)
-        if run is not None:
-            self._tag_gpu_pool(context, run.run_id, run.tags)
+        if run is not None and context.instance is not None:
+            self._tag_gpu_pool(context.instance, context.log, run.run_id, run.tags)
         self._clusters = {}
         self._backend = self.platform.open_backend(self.backend, namespace=self.namespace)
         try:
@@ -210,6 +224,25 @@ class RayClusterResource(dg.ConfigurableResource):
             backend=self.backend, namespace=self.namespace, kubeconfig=self.kubeconfig, kube_context=self.kube_context
         )
 
+    def check_run_config(self, run_config: Mapping[str, Any]) -> list[ConfigProblem]:
+        """Every problem a run of ``run_config`` would stop at when it starts, found without starting it.
+
+        For launchers that validate before they launch (``dmp run``): the run's op configs, and this
+        resource configured with the run config's ``resources.ray_cluster.config`` over its own values.
+
+        Returns:
+            ``(path in the run config, problem)`` pairs; empty when the run config is valid.
+        """
+        problems = self.preflight.problems(run_config)
+        entry = ((run_config.get("resources") or {}).get(CLUSTER_RESOURCE_KEY) or {}).get("config") or {}
+        try:
+            configured = type(self).model_validate({**self.model_dump(exclude_unset=True), **entry})
+        except ValidationError as err:
+            return problems + resource_problems(
+                CLUSTER_RESOURCE_KEY, [(p.field, p.message) for p in validation_problems(err)]
+            )
+        return problems + resource_problems(CLUSTER_RESOURCE_KEY, configured.shape_problems())
+
     def shape_problems(self) -> list[tuple[str, str]]:
         """``(resource field, problem)`` for every way this shape breaks the catalog, policy or mode."""
         found: list[tuple[str, str]] = []
@@ -222,19 +255,23 @@ class RayClusterResource(dg.ConfigurableResource):
             with self.platform.backend(self.backend, namespace=self.namespace) as backend:
                 if not isinstance(backend, RayJobCapable):
                     found.append(
-                        ("mode", f"'rayjob' needs a backend that runs RayJobs (kuberay); this run uses {backend.name!r}")
+                        (
+                            "mode",
+                            f"'rayjob' needs a backend that runs RayJobs (kuberay); this run uses {backend.name!r}",
+                        )
                     )
         return found
 
-    def _tag_gpu_pool(self, context: dg.InitResourceContext, run_id: str, tags: Mapping[str, str]) -> None:
+    def _tag_gpu_pool(self, instance: dg.DagsterInstance, log: Any, run_id: str, tags: Mapping[str, str]) -> None:
         # The run coordinator tags runs from their config before they queue; a run launched another
         # way (execute_in_process) may carry the job's default: put the pool it really uses on it.
         if tags.get(GPU_POOL_TAG) != self.gpu_pool:
-            context.log.warning(
-                f"run tag {GPU_POOL_TAG}={tags.get(GPU_POOL_TAG)!r} but the run uses the {self.gpu_pool!r} pool; "
-                "retagged (per-pool run limits apply when the run coordinator sets the tag at launch)"
-            )
-            context.instance.add_run_tags(run_id, {GPU_POOL_TAG: self.gpu_pool})
+            if log is not None:
+                log.warning(
+                    f"run tag {GPU_POOL_TAG}={tags.get(GPU_POOL_TAG)!r} but the run uses the {self.gpu_pool!r} "
+                    "pool; retagged (per-pool run limits apply when the run coordinator sets the tag at launch)"
+                )
+            instance.add_run_tags(run_id, {GPU_POOL_TAG: self.gpu_pool})
 
     # --- specs ---------------------------------------------------------------------------------
 
@@ -369,16 +406,17 @@ def ray_cluster_resource_type(
     drop-down) and whose run-start check knows the code location's op configs."""
     pools = tuple(catalog.names())
     default = "cpu" if "cpu" in pools else pools[0]
-    resource_type = create_model(  # type: ignore[call-overload]
+    choice: Any = Literal[pools]  # a Literal of the catalog in effect: Dagster shows it as a choice
+    resource_type = create_model(
         "RayClusterResource",
         __base__=RayClusterResource,
         __module__=__name__,
         __doc__=RayClusterResource.__doc__,
-        gpu_pool=(Literal[pools], Field(default=default, description=RayClusterResource.model_fields["gpu_pool"].description)),
+        gpu_pool=(choice, Field(default=default, description=RayClusterResource.model_fields["gpu_pool"].description)),
     )
     if preflight is not None:
         resource_type.preflight = preflight
-    return resource_type  # type: ignore[no-any-return]
+    return resource_type
 
 
 __all__ = [

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-GPU_POOL_TAG = "dmp/gpu-pool"
+from discord_ml_platform.spec.labels import GPU_POOL_RUN_TAG
+
+GPU_POOL_TAG = GPU_POOL_RUN_TAG
 CLUSTER_RESOURCE_KEY = "ray_cluster"
 
 

@@ -81,7 +81,7 @@ class SharedCluster:
         handle = self.backend.create(spec)
         SHARED_TEMP_DIRS.append(self.backend.record(handle).temp_dir)
         endpoints = self.backend.wait_ready(handle, 180)
-        self.current = RunningCluster(spec, handle, endpoints, "local", "disabled", requested, time.time())
+        self.current = RunningCluster(spec, handle, endpoints, "local", requested, time.time())
         return self.current
 
     def close(self) -> None:

@@ -358,7 +358,7 @@ def fit_xgboost_with_ray(
     # a worker reads costs its own streaming split (a coordinator actor and an executor), about
     # as long as the whole boosting of a daily window.
     features[_TUNE_COLUMN] = tune
-    datasets = {"train": ray.data.from_pandas(features)}
+    datasets: dict[str, Any] = {"train": ray.data.from_pandas(features)}
     params = {**_params(settings), "nthread": max(1, int(cpus_per_worker))}
     rounds = settings.num_boost_round
     stopping = settings.early_stopping_rounds
@@ -402,6 +402,8 @@ def fit_xgboost_with_ray(
         run_config=run_config,
     )
     result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"XGBoostTrainer {name!r} finished without a checkpoint: {result.error or 'no error'}")
     booster = RayTrainReportCallback.get_model(result.checkpoint)
     best = int(booster.attr("best_iteration") or booster.num_boosted_rounds() - 1)
     return BaselineModel(booster, encoder, settings, best, time.perf_counter() - started)

@@ -21,6 +21,9 @@ from torch import nn
 Launcher = Literal["single", "torchrun", "ray"]
 
 
+CPU = torch.device("cpu")  # immutable: safe as a dataclass default
+
+
 @dataclass(frozen=True)
 class WorkerContext:
     """Where this training process sits in its group.
@@ -37,7 +40,7 @@ class WorkerContext:
     world_size: int = 1
     local_rank: int = 0
     launcher: Launcher = "single"
-    device: torch.device = torch.device("cpu")
+    device: torch.device = CPU
 
     @property
     def is_chief(self) -> bool:

@@ -179,9 +179,9 @@ def encode_frame(df: Frame, schema: FeatureSchema) -> EncodedFrame:
             # Negative or missing ids fold into row 0 of the (modulo-hashed) table.
             one_hot[feature.name] = np.maximum(_numeric(column, np.int64, 0), 0)
     dense = np.empty((num_rows, schema.num_dense_inputs), dtype=np.float32)
-    for j, feature in enumerate(schema.dense):
-        x = _numeric(df[feature.name], np.float64, 0.0)
-        dense[:, j] = (np.log1p(np.maximum(x, 0.0)) - feature.shift) / feature.scale
+    for j, dense_feature in enumerate(schema.dense):
+        x = _numeric(df[dense_feature.name], np.float64, 0.0)
+        dense[:, j] = (np.log1p(np.maximum(x, 0.0)) - dense_feature.shift) / dense_feature.scale
     for j, match in enumerate(schema.match, start=len(schema.dense)):
         # The lists were already flattened for the embedding lookup when the list column is a
         # sparse feature too; reuse them instead of converting the column twice.

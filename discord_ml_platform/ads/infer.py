@@ -103,8 +103,9 @@ class QuestScorer:
     @overload
     def __call__(self, batch: pa.Table) -> pa.Table: ...
 
+    # pyarrow ships no type information, so to mypy pa.Table is Any and swallows this overload.
     @overload
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame: ...
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame: ...  # type: ignore[overload-cannot-match]
 
     def __call__(self, batch: pd.DataFrame | pa.Table) -> pd.DataFrame | pa.Table:
         """Score a batch.

@@ -111,7 +111,7 @@ class QuestRanker(nn.Module):
             else {}
         )
         for table in self.tables.values():
-            nn.init.normal_(table.weight, std=config.init_std)
+            nn.init.normal_(table.weight, std=config.init_std)  # type: ignore[arg-type]  # ModuleDict erases EmbeddingBag
         self._features = [(f.name, f.table, f.kind == "multi_hot") for f in schema.sparse]
         self._table_sizes = schema.cardinalities
         self.bottom = _mlp([schema.num_dense_inputs, *config.bottom_mlp, dim], final_activation=True)

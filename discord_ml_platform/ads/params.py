@@ -9,37 +9,38 @@ are named once, in :class:`MetadataKey`.
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 MODEL_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"
 
 
-class MetadataKey(StrEnum):
-    """Materialization metadata keys of the Ad Relevance assets."""
+class MetadataKey:
+    """Materialization metadata keys of the Ad Relevance assets (plain strings: Dagster stores them as labels)."""
 
-    MODEL_NAME = "model_name"
-    MODEL_DIR = "model_dir"
-    MODEL_PATH = "model_path"
-    TRAIN_ROWS = "train_rows"
-    HOLDOUT_ROWS = "holdout_rows"
-    AUC = "auc"
-    CEILING_AUC = "ceiling_auc"
-    LOGLOSS = "logloss"
-    CHAMPION_AUC = "champion_auc"
-    CHAMPION_VERSION = "champion_version"
-    ROWS_SCORED = "rows"
-    SCORES_PATH = "scores_path"
-    MODEL_VERSION = "model_version"
-    BASELINE_PATH = "baseline_path"
+    MODEL_NAME: Final = "model_name"
+    MODEL_DIR: Final = "model_dir"
+    MODEL_PATH: Final = "model_path"
+    TRAIN_ROWS: Final = "train_rows"
+    HOLDOUT_ROWS: Final = "holdout_rows"
+    AUC: Final = "auc"
+    CEILING_AUC: Final = "ceiling_auc"
+    LOGLOSS: Final = "logloss"
+    CHAMPION_AUC: Final = "champion_auc"
+    CHAMPION_VERSION: Final = "champion_version"
+    ROWS_SCORED: Final = "rows"
+    SCORES_PATH: Final = "scores_path"
+    MODEL_VERSION: Final = "model_version"
+    BASELINE_PATH: Final = "baseline_path"
 
 
 class TrainingHyperparameters(BaseModel):
     """How the ranker is trained: the Launchpad's training form and the train driver's parameters."""
 
-    window_days: int = Field(default=1, ge=1, le=30, description="Daily windows to train on, ending at the partition (1-30).")
+    window_days: int = Field(
+        default=1, ge=1, le=30, description="Daily windows to train on, ending at the partition (1-30)."
+    )
     epochs: int = Field(default=2, ge=1, le=100, description="Training epochs (1-100).")
     batch_size: int = Field(default=1024, ge=32, le=65_536, description="Per-worker batch size (32-65536).")
     learning_rate: float = Field(default=2e-3, gt=0, le=1, description="Optimizer learning rate (0-1].")
@@ -52,13 +53,19 @@ class TrainingHyperparameters(BaseModel):
         "or row (row blocks).",
     )
     embedding_dim: int = Field(
-        default=16, ge=4, le=256, description="Width of every embedding table (4-256); 32 wins on windows of millions of rows."
+        default=16,
+        ge=4,
+        le=256,
+        description="Width of every embedding table (4-256); 32 wins on windows of millions of rows.",
     )
     interaction: Literal["dot", "dcn"] = Field(
         default="dot", description="Feature interaction: dot (DLRM pairwise dot products) or dcn (DCN-v2 cross layers)."
     )
     embedding_weight_decay: float = Field(
-        default=0.5, ge=0, le=10, description="Decoupled weight decay of the embedding tables (0-10): shrinks rarely seen ids."
+        default=0.5,
+        ge=0,
+        le=10,
+        description="Decoupled weight decay of the embedding tables (0-10): shrinks rarely seen ids.",
     )
     lr_schedule: Literal["constant", "cosine"] = Field(
         default="cosine", description="Learning rate over the run: constant, or cosine decay to 5% of learning_rate."

@@ -117,15 +117,15 @@ class _AllToAll(torch.autograd.Function):
     """Differentiable ``all_to_all_single`` of a flat tensor with uneven splits."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, send: list[int], recv: list[int], grad_scale: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, send: list[int], recv: list[int], grad_scale: float) -> torch.Tensor:
         ctx.send, ctx.recv, ctx.grad_scale = send, recv, grad_scale
-        out = x.new_empty((sum(recv),) + tuple(x.shape[1:]))
+        out = x.new_empty((sum(recv), *x.shape[1:]))
         dist.all_to_all_single(out, x.contiguous(), output_split_sizes=recv, input_split_sizes=send)
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:  # type: ignore[override]
-        back = grad.new_empty((sum(ctx.send),) + tuple(grad.shape[1:]))
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        back = grad.new_empty((sum(ctx.send), *grad.shape[1:]))
         dist.all_to_all_single(back, grad.contiguous(), output_split_sizes=ctx.send, input_split_sizes=ctx.recv)
         if ctx.grad_scale != 1.0:
             back = back * ctx.grad_scale
@@ -133,7 +133,7 @@ class _AllToAll(torch.autograd.Function):
 
 
 def _all_to_all_ids(x: torch.Tensor, send: list[int], recv: list[int]) -> torch.Tensor:
-    out = x.new_empty((sum(recv),) + tuple(x.shape[1:]))
+    out = x.new_empty((sum(recv), *x.shape[1:]))
     dist.all_to_all_single(out, x.contiguous(), output_split_sizes=recv, input_split_sizes=send)
     return out
 
@@ -264,14 +264,14 @@ class ShardedEmbeddingCollection(nn.Module):
             (row_base[src_of] + got[:, 0]) * max(F_me, 1) + slot_of[got[:, 1]] if got.numel() else got.new_empty(0)
         )
         partial = torch.zeros(total_rows * F_me, D, dtype=dtype, device=got.device)
-        for f_slot, f in enumerate(my_slots):
-            table = self.features[f][1]
+        for f in my_slots:
+            table_name = self.features[f][1]
             mask = got[:, 1] == f
             if not bool(mask.any()):
                 # Keep the shard in the graph so every worker's backward touches the same params.
-                partial = partial + 0.0 * self.shards[table].sum()
+                partial = partial + 0.0 * self.shards[table_name].sum()
                 continue
-            emb = nn.functional.embedding(got[mask, 2], self.shards[table])
+            emb = nn.functional.embedding(got[mask, 2], self.shards[table_name])
             partial = partial.index_add(0, flat_index[mask], emb)
         # Send each source worker its rows' partials: (B_src, F_me, D) blocks in rank order.
         out_send = [batch_sizes[s] * F_me * D for s in range(W)]
@@ -356,10 +356,10 @@ class ShardedQuestRanker(nn.Module):
             dense.load_state_dict({k: v for k, v in full_state.items() if not k.startswith("tables.")})
         self.embeddings = ShardedEmbeddingCollection(config, self.plan, rank, device, full_tables)
         dense = dense.to(device)
+        self.dense: nn.Module = dense
         if wrap_ddp and world_size > 1:
             device_ids = [device] if device.type == "cuda" else None
-            dense = nn.parallel.DistributedDataParallel(dense, device_ids=device_ids)
-        self.dense = dense
+            self.dense = nn.parallel.DistributedDataParallel(dense, device_ids=device_ids)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits ``(rows,)`` of this worker's local batch (a collective)."""

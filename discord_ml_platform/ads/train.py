@@ -35,6 +35,8 @@ from discord_ml_platform.ads.sharding import ShardedQuestRanker
 from discord_ml_platform.ads.telemetry import emit_epoch_metrics
 
 EpochHook = Callable[[dict[str, Any]], None]
+EpochStartHook = Callable[[WorkerContext, int], None]
+"""Called on every rank at the start of each epoch (an extension point; the tests inject faults with it)."""
 
 
 class CheckpointSettings(BaseModel):
@@ -93,13 +95,6 @@ class TrainLoopConfig(BaseModel):
     mixed_precision: bool = Field(
         default=True, description="bf16 autocast of the forward pass on GPU (ignored on CPU)."
     )
-    fail_at_epoch: int | None = Field(
-        default=None,
-        ge=0,
-        description="Testing only: rank 1 exits abruptly at the start of this epoch on the first attempt "
-        "(marker file fail_marker), to exercise restore from checkpoint.",
-    )
-    fail_marker: str | None = Field(default=None, description="Testing only: marker file of fail_at_epoch.")
 
 
 @dataclass
@@ -172,11 +167,11 @@ def predict(
     model = unwrap(model)
     model.eval()
     sharded = isinstance(model, ShardedQuestRanker)
-    if sharded:
+    if isinstance(model, ShardedQuestRanker):
         model = _EvalSharded(model)
     batches = math.ceil(data.num_rows / batch_size)
     if sharded and context is not None and context.distributed:
-        batches = int(round(context.max(float(batches))))
+        batches = round(context.max(float(batches)))
     out = []
     for b in range(batches):
         rows = np.arange(min(b * batch_size, data.num_rows), min((b + 1) * batch_size, data.num_rows))
@@ -197,7 +192,8 @@ class _EvalSharded(torch.nn.Module):
 
 def make_optimizer(model: torch.nn.Module, config: TrainLoopConfig) -> torch.optim.Optimizer:
     """AdamW with two groups: embedding tables (``embedding_weight_decay``) and the rest."""
-    tables, dense = [], []
+    tables: list[torch.nn.Parameter] = []
+    dense: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         is_table = name.startswith(("tables.", "module.tables.", "embeddings.shards."))
         (tables if is_table else dense).append(param)
@@ -233,6 +229,7 @@ def run_training(
     reporter: TrainReporter,
     context: WorkerContext | None = None,
     on_epoch_end: EpochHook | None = emit_epoch_metrics,
+    on_epoch_start: EpochStartHook | None = None,
 ) -> torch.nn.Module:
     """The training loop of one worker.
 
@@ -241,6 +238,7 @@ def run_training(
         reporter: Receives metrics and checkpoints, provides the state to resume from.
         context: This worker's place in the group; detected when None.
         on_epoch_end: Called on rank 0 with each epoch's metrics (default: print a Pipes message).
+        on_epoch_start: Called on every rank with its context and the epoch, before the epoch runs.
 
     Returns:
         The trained model (DDP-wrapped when distributed; see :func:`~.model.unwrap`).
@@ -298,7 +296,8 @@ def run_training(
         return config.lr * (config.lr_floor + (1 - config.lr_floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     for epoch in range(start_epoch, config.epochs):
-        _maybe_fail(config, ctx, epoch)
+        if on_epoch_start is not None:
+            on_epoch_start(ctx, epoch)
         started = time.perf_counter()
         model.train()
         rng = np.random.default_rng([config.seed, epoch, ctx.rank])
@@ -336,11 +335,11 @@ def run_training(
         with tempfile.TemporaryDirectory(prefix="quest-ckpt-") as tmp:
             ckpt = None
             if config.checkpoint.enabled and sharded:
-                full, optimizer_shards = _checkpoint_state(model, optimizer, ctx)
-                if ctx.is_chief:
+                state, optimizer_shards = _checkpoint_state(model, optimizer, ctx)
+                if ctx.is_chief and state is not None:
                     ckpt = Path(tmp)
                     unsharded = QuestRanker(config.model)
-                    unsharded.load_state_dict(full)
+                    unsharded.load_state_dict(state)
                     save_model(unsharded, ckpt)
                     torch.save(
                         {
@@ -359,31 +358,13 @@ def run_training(
     return model
 
 
-def _maybe_fail(config: TrainLoopConfig, ctx: WorkerContext, epoch: int) -> None:
-    """Testing hook: rank 1 dies (no cleanup, like a killed pod) once, at ``fail_at_epoch``."""
-    if config.fail_at_epoch is None or config.fail_marker is None or epoch != config.fail_at_epoch:
-        return
-    if ctx.rank != min(1, ctx.world_size - 1):
-        return
-    marker = Path(config.fail_marker)
-    if marker.exists():
-        return
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(f"killed rank {ctx.rank} at epoch {epoch}\n")
-    # Die a few seconds into the epoch, as a crash mid-epoch would: Ray Train's controller
-    # registers reported checkpoints when it polls the workers (every 2 s by default), so a
-    # death right after report() could beat the registration of the previous epoch's checkpoint.
-    time.sleep(6.0)
-    import os
-
-    os._exit(1)
-
-
-def train_loop_per_worker(config: dict[str, Any]) -> None:
+def train_loop_per_worker(config: dict[str, Any], on_epoch_start: EpochStartHook | None = None) -> None:
     """Entry point for Ray Train's ``TorchTrainer`` (also runs without Ray).
 
     Args:
         config: A :class:`TrainLoopConfig` as a dict (``model_dump(mode="json")``).
+        on_epoch_start: Called on every rank at the start of each epoch (bind it with
+            ``functools.partial`` to pass it through Ray Train).
     """
     cfg = TrainLoopConfig.model_validate(config)
     ctx = detect_context()
@@ -392,7 +373,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         reporter = RayTrainReporter()
     else:
         reporter = InProcessReporter(cfg.checkpoint.local_dir, cfg.checkpoint.num_to_keep)
-    run_training(cfg, reporter, ctx, emit_epoch_metrics if cfg.emit_pipes_metrics else None)
+    run_training(cfg, reporter, ctx, emit_epoch_metrics if cfg.emit_pipes_metrics else None, on_epoch_start)
 
 
 def fit_in_process(
@@ -453,6 +434,7 @@ def fit_with_ray_train(
     max_failures: int = 1,
     cpus_per_worker: float = 1,
     output_dir: str | Path | None = None,
+    train_loop: Callable[[dict[str, Any]], None] = train_loop_per_worker,
 ) -> TrainResult:
     """Train with Ray Train's ``TorchTrainer`` on the Ray cluster this driver is connected to.
 
@@ -471,6 +453,8 @@ def fit_with_ray_train(
         cpus_per_worker: CPUs reserved per worker; fractions let several fit on a small node.
         output_dir: Where to export the final model; default ``<storage_path>/<name>/model``
             (local storage only).
+        train_loop: The per-worker function Ray Train runs with ``config`` as a dict; default
+            :func:`train_loop_per_worker` (a wrapper may add hooks around :func:`run_training`).
 
     Returns:
         Last-epoch metrics, the history of kept checkpoints, and the exported model path.
@@ -487,7 +471,7 @@ def fit_with_ray_train(
     if use_gpu:
         resources["GPU"] = 1
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        train_loop,
         train_loop_config=config.model_dump(mode="json"),
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=RunConfig(

@@ -29,7 +29,7 @@ def get_backend(name: str, **options: Any) -> ClusterBackend:
 
         return LocalBackend(**options)
     if name == "kuberay":
-        from discord_ml_platform.backends.kuberay import KubeRayBackend  # type: ignore[import-not-found]
+        from discord_ml_platform.backends.kuberay import KubeRayBackend
 
         return KubeRayBackend(**options)
     raise ValueError(f"unknown backend {name!r}; allowed: {', '.join(BACKEND_NAMES)}")

@@ -14,6 +14,7 @@ process.
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
@@ -430,8 +431,8 @@ class KubeRayBackend:
                 )
             time.sleep(self.poll_interval_s)
 
-    def _events_by_namespace(self, namespaces: set[str]) -> dict[str, list[dict[str, Any]]]:
-        out: dict[str, list[dict[str, Any]]] = {}
+    def _events_by_namespace(self, namespaces: set[str]) -> dict[str, builtins.list[dict[str, Any]]]:
+        out: dict[str, builtins.list[dict[str, Any]]] = {}
         for ns in sorted(namespaces):
             try:
                 body = self._call(f"list events in {ns}", self.core.list_namespaced_event, ns, _preload_content=False)
@@ -441,7 +442,7 @@ class KubeRayBackend:
                 out[ns] = []
         return out
 
-    def _info(self, item: dict[str, Any], events: list[dict[str, Any]]) -> ClusterInfo:
+    def _info(self, item: dict[str, Any], events: builtins.list[dict[str, Any]]) -> ClusterInfo:
         meta = item.get("metadata") or {}
         status = item.get("status") or {}
         name, ns = meta["name"], meta.get("namespace", "default")
@@ -472,6 +473,7 @@ class KubeRayBackend:
                 "events": [event_summary(e) for e in mine],
                 "uid": meta.get("uid"),
                 "gpus_per_worker": _gpus_per_worker(item),
+                "image": _head_image(item),
             },
         )
 
@@ -487,6 +489,13 @@ def _gpus_per_worker(raycluster: Mapping[str, Any]) -> int:
             if resource.endswith("/gpu"):
                 return int(amount)
     return 0
+
+
+def _head_image(raycluster: Mapping[str, Any]) -> str | None:
+    """The image of the head's Ray container (the cluster's image), if the manifest names one."""
+    template = ((raycluster.get("spec") or {}).get("headGroupSpec") or {}).get("template") or {}
+    containers = (template.get("spec") or {}).get("containers") or []
+    return str(containers[0].get("image")) if containers and containers[0].get("image") else None
 
 
 def _is_ours(existing: Mapping[str, Any], spec: ClusterSpec) -> bool:

@@ -7,14 +7,7 @@ not the process that created the RayJob still runs. This module is what that pro
 render and create the RayJob, read its status as a :class:`RayJobState`, and stop it early
 (suspend or delete) when the run that owns it is terminated. Nothing Dagster-specific.
 
-Status fields read (KubeRay v1 ``RayJobStatus``): ``jobDeploymentStatus`` (``Initializing``,
-``Running``, ``Complete``, ``Failed``, ``Suspending``, ``Suspended``, ``Retrying``, ``Waiting``,
-``ValidationFailed``), ``jobStatus`` (Ray's ``PENDING``, ``RUNNING``, ``SUCCEEDED``, ``FAILED``,
-``STOPPED``), ``reason`` (``SubmissionFailed``, ``DeadlineExceeded``, ``AppFailed``,
-``JobDeploymentStatusTransitionGracePeriodExceeded``, ``ValidationFailed``), ``message``,
-``jobId``, ``rayClusterName``, ``dashboardURL`` (``host:port``, no scheme), ``startTime``,
-``endTime``, ``succeeded``/``failed``. ``Retrying`` (and ``New`` after a failure) is not an end: with
-``backoffLimit`` KubeRay runs the job again on a new cluster, with a new ``dashboardURL``.
+The status fields it reads and what they mean are described in :mod:`.rayjobs`.
 """
 
 from __future__ import annotations

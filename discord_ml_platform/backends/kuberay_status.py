@@ -265,8 +265,7 @@ class ReadinessView:
                 reasons.append(f"quota/creation: {message}")
             elif event.get("reason") == "FailedScheduling" and not any(message in r for r in reasons):
                 reasons.append(f"{(event.get('involvedObject') or {}).get('name')} FailedScheduling: {message}")
-        seen: set[str] = set()
-        return [r for r in reasons if not (r in seen or seen.add(r))]
+        return list(dict.fromkeys(reasons))  # each reason once, in order
 
     def pulling(self) -> str | None:
         """``pulling image X`` while a pod's image is being pulled (from ``Pulling`` events)."""

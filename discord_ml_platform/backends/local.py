@@ -10,6 +10,7 @@ delete it. Deleting stops exactly the processes we started, never ``ray stop``.
 
 from __future__ import annotations
 
+import builtins
 import json
 import math
 import os
@@ -200,7 +201,7 @@ class LocalBackend:
         temp_dir = Path(tempfile.mkdtemp(prefix="dmp-", dir=self.temp_root))
         log_dir = self.state_dir / "logs" / spec.name
         log_dir.mkdir(parents=True, exist_ok=True)
-        head_ports = dict(zip(_HEAD_PORTS + _NODE_PORTS, free_ports(len(_HEAD_PORTS) + len(_NODE_PORTS))))
+        head_ports = dict(zip(_HEAD_PORTS + _NODE_PORTS, free_ports(len(_HEAD_PORTS) + len(_NODE_PORTS)), strict=True))
         env = cluster_process_environment(self.auth_mode, head_ports["port"])
         head_cmd = [
             _ray_executable(),
@@ -341,7 +342,7 @@ class LocalBackend:
     # Helpers ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _spawn(cmd: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def _spawn(cmd: builtins.list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
         with open(log_path, "ab") as log:
             # Own session and process group: we stop exactly this tree, and a Ctrl-C aimed at the
             # caller's terminal does not kill the cluster before our cleanup runs.
@@ -352,7 +353,7 @@ class LocalBackend:
     def _start_worker(
         self, spec: ClusterSpec, record: LocalClusterRecord, index: int, env: dict[str, str]
     ) -> subprocess.Popen[bytes]:
-        ports = dict(zip(_NODE_PORTS, free_ports(len(_NODE_PORTS))))
+        ports = dict(zip(_NODE_PORTS, free_ports(len(_NODE_PORTS)), strict=True))
         memory = spec.memory_per_worker or "1Gi"
         cmd = [
             _ray_executable(),
@@ -392,7 +393,9 @@ class LocalBackend:
                     f"worker {index} of {record.name!r} exited {MAX_WORKER_RESTARTS + 1} times; its log:\n{tail(log)}"
                 )
             report("worker-restart", f"worker {index} exited while joining; starting it again", index)
-            spec = ClusterSpec.model_validate(record.spec)
+            # Already validated when created, against the catalog then in effect (which may hold pools
+            # the built-in catalog lacks): rebuild it as it was, without validating again.
+            spec = ClusterSpec.model_construct(**record.spec)
             env = cluster_process_environment(record.auth_mode, record.gcs_port)
             record.worker_pids[index] = self._start_worker(spec, record, index, env).pid
             self._save(record)

@@ -168,6 +168,7 @@ def _created_at(meta: dict[str, Any]) -> datetime:
     except ValueError:
         return datetime.now(UTC)  # unknown: as young as can be, so no grace period is skipped
 
+
 def rayjob_submission_id(name: str) -> str:
     """A Ray submission id for a RayJob, set on ``spec.jobId`` so the client knows it up front."""
     return f"{name}-{uuid.uuid4().hex[:8]}"

@@ -4,6 +4,11 @@ A kubeconfig (``--kubeconfig``, ``$DMP_KUBECONFIG``, ``$KUBECONFIG`` or ``~/.kub
 current context's API server answers a TCP connect selects ``kuberay``; without one, or when it
 does not answer, the embedded ``local`` backend is used. A backend asked for by name that cannot
 be reached is an error with a hint, never a silent fallback.
+
+The ``DMP_*`` values (backend, kubeconfig, context) come from the platform core's settings; only
+the standard ``$KUBECONFIG`` is read here, for the auto-detection. The backend itself is built by
+the core (:meth:`~discord_ml_platform.platform.Platform.open_backend`, with the chosen backend,
+kubeconfig and context) and closed after the command (:func:`using_backend`).
 """
 
 from __future__ import annotations
@@ -11,21 +16,23 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import typer
 
-from discord_ml_platform.cli.errors import CliError, UsageProblem
+from discord_ml_platform.cli.errors import CliError, UsageProblem, config_problem
+from discord_ml_platform.cli.settings import cli_platform
 
 if TYPE_CHECKING:
     from discord_ml_platform.backends import ClusterBackend
+    from discord_ml_platform.platform import Platform
 
 BACKEND_ENV = "DMP_BACKEND"
-KUBECONFIG_ENV = "DMP_KUBECONFIG"
-KUBE_CONTEXT_ENV = "DMP_KUBE_CONTEXT"
 BACKENDS = ("local", "kuberay")
 _KUBERAY_MODULE = "discord_ml_platform.backends.kuberay"
 
@@ -86,10 +93,14 @@ class KubeTarget:
 
 
 def kubeconfig_candidates(explicit: str | None) -> tuple[list[Path], bool]:
-    """Kubeconfig files to consider, and whether they were named explicitly (flag or DMP env)."""
-    named = explicit or os.environ.get(KUBECONFIG_ENV)
-    if named:
-        return [Path(named).expanduser()], True
+    """Kubeconfig files to consider, and whether they were named explicitly.
+
+    Args:
+        explicit: ``--kubeconfig``, else the platform's ``DMP_KUBECONFIG``; ``None``: ``$KUBECONFIG``
+            (the standard variable, paths joined by ``os.pathsep``), else ``~/.kube/config``.
+    """
+    if explicit:
+        return [Path(explicit).expanduser()], True
     env = os.environ.get("KUBECONFIG")
     if env:
         return [Path(p).expanduser() for p in env.split(os.pathsep) if p], False
@@ -144,17 +155,38 @@ def kuberay_installed() -> bool:
 
 
 def choose_backend(
-    backend: str | None = None, kubeconfig: str | None = None, context: str | None = None
+    backend: str | None = None,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    *,
+    platform: Platform | None = None,
+    default: tuple[str, str] | None = None,
 ) -> BackendChoice:
     """Pick the backend by the rules in this module's docstring.
+
+    Args:
+        backend: ``--backend``.
+        kubeconfig: ``--kubeconfig`` (default: the platform's ``DMP_KUBECONFIG``).
+        context: ``--context`` (default: the platform's ``DMP_KUBE_CONTEXT``).
+        platform: The platform in effect (default: :func:`~discord_ml_platform.cli.settings.cli_platform`).
+        default: ``(name, reason)`` to use instead of the auto-detection when neither ``--backend``
+            nor ``$DMP_BACKEND`` names one (``--rayjob`` implies ``kuberay``).
 
     Raises:
         UsageProblem: for an unknown backend name.
         CliError: when ``kuberay`` was asked for by name and its API server does not answer.
     """
-    context = context or os.environ.get(KUBE_CONTEXT_ENV)
-    paths, explicit = kubeconfig_candidates(kubeconfig)
-    named, reason = (backend, "--backend") if backend else (os.environ.get(BACKEND_ENV), f"${BACKEND_ENV}")
+    settings = (platform or cli_platform()).settings
+    context = context or settings.kube_context
+    paths, explicit = kubeconfig_candidates(kubeconfig or settings.kubeconfig)
+    if backend:
+        named, reason = backend, "--backend"
+    elif settings.backend:
+        named, reason = settings.backend.value, f"${BACKEND_ENV}"
+    elif default:
+        named, reason = default
+    else:
+        named, reason = None, ""
     if named:
         if named not in BACKENDS:
             raise UsageProblem(f"{reason}: unknown backend {named!r}; allowed: {', '.join(BACKENDS)}")
@@ -199,30 +231,69 @@ def _checked_kuberay(reason: str, paths: list[Path], explicit: bool, context: st
     return BackendChoice("kuberay", reason, str(target.path) if explicit else None, context, target.server)
 
 
-def open_backend(choice: BackendChoice) -> ClusterBackend:
-    """Build the chosen backend."""
-    from discord_ml_platform.backends import get_backend
-    from discord_ml_platform.cli.settings import platform_config, ray_auth_mode
+def open_backend(choice: BackendChoice, platform: Platform | None = None) -> ClusterBackend:
+    """Build the chosen backend through the platform core (the caller closes it).
 
-    if choice.name == "local":
-        return get_backend("local", auth_mode=ray_auth_mode())
-    # The CLI's reading of $DMP_PLATFORM_CONFIG (errors as usage errors), not the backend's own.
-    options: dict[str, Any] = {"platform_config": platform_config()}
-    if choice.kubeconfig:
-        options["kubeconfig"] = choice.kubeconfig
-    if choice.context:
-        options["context"] = choice.context
+    The kuberay backend lists every namespace (commands filter by ``--namespace`` themselves).
+    """
+    from discord_ml_platform.spec import ConfigError
+
+    platform = platform or cli_platform()
     try:
-        return get_backend("kuberay", **options)
+        chosen = platform.with_settings(backend=choice.name, kubeconfig=choice.kubeconfig, kube_context=choice.context)
+        return chosen.open_backend(all_namespaces=True)
+    except ConfigError as err:
+        raise config_problem(err) from None
     except ImportError as err:
-        raise CliError(f"the kuberay backend cannot be loaded: {err}", hint="use --backend local") from None
+        raise CliError(f"the {choice.name} backend cannot be loaded: {err}", hint="use --backend local") from None
 
 
-def backend_for(backend: str | None, kubeconfig: str | None, context: str | None) -> ClusterBackend:
-    """Choose and build the backend for a command's ``--backend/--kubeconfig/--context`` options."""
-    choice = choose_backend(backend, kubeconfig, context)
+def backend_for(
+    backend: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+    platform: Platform | None = None,
+    *,
+    default: tuple[str, str] | None = None,
+) -> ClusterBackend:
+    """Choose and build the backend for a command's ``--backend/--kubeconfig/--context`` options.
+
+    The caller closes it; :func:`using_backend` does that for you.
+    """
+    platform = platform or cli_platform()
+    choice = choose_backend(backend, kubeconfig, context, platform=platform, default=default)
+    announce(choice)
+    return open_backend(choice, platform)
+
+
+def announce(choice: BackendChoice) -> None:
+    """Say on stderr which backend the auto-detection picked (a named one needs no comment)."""
     if choice.name == "kuberay" and choice.reason.startswith("kubeconfig"):
         from discord_ml_platform.cli.output import stderr
 
         stderr().print(f"[dim]using backend kuberay ({choice.reason}, {choice.server})[/]")
-    return open_backend(choice)
+
+
+@contextmanager
+def using_backend(
+    backend: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+    platform: Platform | None = None,
+    *,
+    default: tuple[str, str] | None = None,
+) -> Iterator[ClusterBackend]:
+    """:func:`backend_for` as a context manager that closes the backend's clients afterwards.
+
+    Args:
+        backend: ``--backend``.
+        kubeconfig: ``--kubeconfig``.
+        context: ``--context``.
+        platform: The platform in effect (default: the environment's).
+        default: ``(name, reason)`` instead of the auto-detection (see :func:`choose_backend`).
+    """
+    opened = backend_for(backend, kubeconfig, context, platform, default=default)
+    try:
+        yield opened
+    finally:
+        opened.close()

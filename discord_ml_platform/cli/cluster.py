@@ -4,36 +4,26 @@ from __future__ import annotations
 
 import secrets
 import sys
-import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from discord_ml_platform.cli.backend_choice import BackendOpt, ContextOpt, KubeconfigOpt, backend_for
-from discord_ml_platform.cli.errors import EXIT_INTERRUPTED, CliError, UsageProblem, policy_lines, validation_lines
-from discord_ml_platform.cli.output import (
-    OutputFormat,
-    OutputOpt,
-    dump_json,
-    human_duration,
-    is_terminal,
-    print_data,
-    print_rows,
-    stderr,
-    stdout,
+from discord_ml_platform.cli.backend_choice import BackendOpt, ContextOpt, KubeconfigOpt, using_backend
+from discord_ml_platform.cli.cluster_output import (
+    print_created,
+    print_details,
+    print_manifests,
+    wait_with_progress,
 )
-from discord_ml_platform.cli.settings import (
-    complete_gpu_type,
-    default_namespace,
-    default_owner,
-    dns_label,
-    platform_config,
-)
+from discord_ml_platform.cli.errors import EXIT_INTERRUPTED, CliError, UsageProblem, spec_problem
+from discord_ml_platform.cli.output import OutputFormat, OutputOpt, print_data, print_rows, stdout
+from discord_ml_platform.cli.settings import cli_platform, complete_gpu_type, dns_label
 
 if TYPE_CHECKING:
-    from discord_ml_platform.backends import ClusterBackend, ClusterEndpoints, ClusterHandle, PhaseEvent
-    from discord_ml_platform.spec import ClusterSpec, PlatformConfig
+    from discord_ml_platform.backends import ClusterBackend
+    from discord_ml_platform.platform import Platform
+    from discord_ml_platform.spec import ClusterSpec
 
 app = typer.Typer(
     help="Create, list, inspect, delete and sweep Ray clusters.",
@@ -91,34 +81,29 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
     return pairs
 
 
-def build_spec(fields: dict[str, Any], config: PlatformConfig, typed: dict[str, str] | None = None) -> ClusterSpec:
-    """Validate ``fields`` into a ``ClusterSpec`` and check it against the platform policy.
+def build_spec(
+    platform: Platform,
+    fields: dict[str, Any],
+    typed: dict[str, str] | None = None,
+    flags: dict[str, str] | None = None,
+) -> ClusterSpec:
+    """The platform's ``ClusterSpec`` of ``fields`` (catalog, images and policy in effect).
+
+    Args:
+        platform: The platform in effect.
+        fields: ``ClusterSpec`` fields from the flags; ``None`` takes the platform's default.
+        typed: Field -> what the user typed, quoted in policy messages (``--ttl 2d``).
+        flags: Field -> flag for messages (default :data:`SPEC_FLAGS`).
 
     Raises:
         UsageProblem: one line per problem, named by the flag (``--workers: must be <= 256 (got 300)``).
     """
-    from pydantic import ValidationError
-
-    from discord_ml_platform.spec import ClusterSpec, PolicyViolation, UnknownGpuTypeError, check_policy
+    from discord_ml_platform.spec import SpecError
 
     try:
-        config.catalog.get(fields["gpu_type"])
-    except UnknownGpuTypeError as err:
-        raise UsageProblem(f"--gpu-type: {err}", hint="list the GPU types with: dmp gpus") from None
-    try:
-        spec = ClusterSpec.model_validate(
-            {k: v for k, v in fields.items() if v is not None}, context={"catalog": config.catalog}
-        )
-    except ValidationError as err:
-        raise UsageProblem("\n".join(validation_lines(err, SPEC_FLAGS))) from None
-    try:
-        check_policy(spec, config.policy, config.catalog)
-    except PolicyViolation as err:
-        raise UsageProblem(
-            "\n".join(policy_lines(err, SPEC_FLAGS, typed)),
-            hint="the platform policy sets these limits ($DMP_PLATFORM_CONFIG)",
-        ) from None
-    return spec
+        return platform.cluster_spec(fields, typed=typed)
+    except SpecError as err:
+        raise spec_problem(err, flags or SPEC_FLAGS) from None
 
 
 def _ttl(value: str) -> Any:
@@ -128,41 +113,6 @@ def _ttl(value: str) -> Any:
         return parse_duration(value)
     except ValueError as err:
         raise UsageProblem(f"--ttl: {err}") from None
-
-
-# Waiting ----------------------------------------------------------------------------------------
-
-
-def wait_with_progress(
-    backend: ClusterBackend, handle: ClusterHandle, timeout_s: float
-) -> tuple[ClusterEndpoints, list[PhaseEvent]]:
-    """``wait_ready`` with a live status on a terminal, or one plain line per phase otherwise."""
-    from rich.markup import escape
-
-    phases: list[PhaseEvent] = []
-    started = time.monotonic()
-    console = stderr()
-
-    def line(event: PhaseEvent) -> str:
-        return f"[{time.monotonic() - started:6.1f}s] {event.phase}: {event.message}"
-
-    if is_terminal(sys.stderr):
-        with console.status(f"waiting for cluster {escape(handle.name)} ...") as status:
-
-            def on_phase(event: PhaseEvent) -> None:
-                phases.append(event)
-                console.print(f"[green]✓[/] {escape(line(event))}")
-                status.update(f"{escape(event.phase)}: {escape(event.message)}")
-
-            endpoints = backend.wait_ready(handle, timeout_s, on_phase=on_phase)
-    else:
-
-        def on_phase(event: PhaseEvent) -> None:
-            phases.append(event)
-            print(line(event), file=sys.stderr, flush=True)
-
-        endpoints = backend.wait_ready(handle, timeout_s, on_phase=on_phase)
-    return endpoints, phases
 
 
 # Commands ---------------------------------------------------------------------------------------
@@ -238,11 +188,11 @@ def create(
 
     The spec is checked against the GPU catalog and the platform policy before anything is created; an invalid value exits with code 2 and one line per problem.
     """
-    config = platform_config()
-    owner = owner or default_owner()
+    platform = cli_platform()
+    owner = owner or platform.default_owner()
     fields: dict[str, Any] = {
         "name": name or generate_name(owner, gpu_type),
-        "namespace": namespace or default_namespace(),
+        "namespace": namespace,
         "gpu_type": gpu_type,
         "workers": workers,
         "min_workers": min_workers,
@@ -259,14 +209,24 @@ def create(
         "labels": _pairs(label or [], "--label") or None,
         "env": _pairs(env or [], "--env") or None,
     }
-    spec = build_spec(fields, config, typed={"ttl": ttl})
+    spec = build_spec(platform, fields, typed={"ttl": ttl})
     if dry_run:
-        _print_manifests(spec, config, output)
+        print_manifests(spec, platform, output)
         return
+    with using_backend(backend, kubeconfig, context, platform) as cluster_backend:
+        result = _create(cluster_backend, spec, platform, wait=wait, timeout=timeout)
+    if output in (OutputFormat.json, OutputFormat.yaml):
+        print_data(result, output)
+        return
+    print_created(result)
 
+
+def _create(
+    cluster_backend: ClusterBackend, spec: ClusterSpec, platform: Platform, *, wait: bool, timeout: float
+) -> dict[str, Any]:
+    """Create the cluster (refusing an existing name), wait for it if asked; what ``create`` reports."""
     from discord_ml_platform.backends import ClusterError
 
-    cluster_backend = backend_for(backend, kubeconfig, context)
     _refuse_existing(cluster_backend, spec)
     handle = cluster_backend.create(spec)
     result: dict[str, Any] = {
@@ -277,7 +237,7 @@ def create(
         "gpu_type": spec.gpu_type,
         "workers": spec.workers,
         "gpus_per_worker": spec.gpus_per_worker,
-        "hourly_price_usd": round(spec.hourly_price(config.catalog), 4),
+        "hourly_price_usd": round(platform.hourly_price(spec), 4),
         "ttl_seconds": spec.ttl.total_seconds(),
         "endpoints": None,
         "phases": [],
@@ -298,24 +258,7 @@ def create(
                 exit_code=EXIT_INTERRUPTED,
             ) from None
         result.update(status="ready", endpoints=endpoints, phases=phases)
-    if output in (OutputFormat.json, OutputFormat.yaml):
-        print_data(result, output)
-        return
-    _print_created(result)
-
-
-def _print_manifests(spec: ClusterSpec, config: PlatformConfig, output: OutputFormat) -> None:
-    from discord_ml_platform.spec import manifests_to_yaml, render_manifests
-
-    manifests = render_manifests(
-        spec, catalog=config.catalog, policy=config.policy, created_at=datetime.now(UTC)
-    )
-    if output is OutputFormat.json:
-        document = manifests[0] if len(manifests) == 1 else {"apiVersion": "v1", "kind": "List", "items": manifests}
-        sys.stdout.write(dump_json(document) + "\n")
-    else:
-        sys.stdout.write(manifests_to_yaml(manifests))
-    sys.stdout.flush()
+    return result
 
 
 def _refuse_existing(backend: ClusterBackend, spec: ClusterSpec) -> None:
@@ -327,27 +270,6 @@ def _refuse_existing(backend: ClusterBackend, spec: ClusterSpec) -> None:
                 f"cluster {spec.name!r} already exists in namespace {spec.namespace!r} (status {info.status})",
                 hint=f"pick another name, or remove it first with `dmp cluster delete {spec.name} -y`",
             )
-
-
-def _print_created(result: dict[str, Any]) -> None:
-    from rich.markup import escape
-
-    console = stdout()
-    name = result["name"]
-    console.print(
-        f"cluster [bold]{escape(name)}[/] {result['status']} on backend {result['backend']} "
-        f"(namespace {escape(result['namespace'])}, {result['workers']} x {escape(result['gpu_type'])} workers, "
-        f"${result['hourly_price_usd']:,.2f}/h, expires in {human_duration(result['ttl_seconds'])})"
-    )
-    endpoints = result["endpoints"]
-    if endpoints is not None:
-        console.print(f"  dashboard: {escape(endpoints.dashboard_url)}")
-        console.print(f"  gcs:       {escape(endpoints.gcs_address)}")
-    else:
-        console.print(f"  watch it come up with: dmp cluster get {escape(name)}")
-    console.print(
-        f'  run a job: dmp job submit --cluster {escape(name)} -- python -c "import ray; print(ray.cluster_resources())"'
-    )
 
 
 @app.command(
@@ -370,7 +292,8 @@ def list_clusters(
     context: ContextOpt = None,
 ) -> None:
     """List clusters with owner, hardware, readiness, age, expiry and price per hour."""
-    from discord_ml_platform.cli.views import LIST_COLUMNS, cluster_row, display_cells
+    from discord_ml_platform.cli.views import LIST_COLUMNS
+    from discord_ml_platform.fleet import cluster_row, display_cells
     from discord_ml_platform.spec.labels import GPU_TYPE, OWNER, label_value
 
     selector = {}
@@ -378,12 +301,13 @@ def list_clusters(
         selector[OWNER] = label_value(owner)
     if gpu_type:
         selector[GPU_TYPE] = label_value(gpu_type)
-    config = platform_config()
-    infos = backend_for(backend, kubeconfig, context).list(selector or None)
-    wanted = None if all_namespaces else (namespace or default_namespace())
+    platform = cli_platform()
+    with using_backend(backend, kubeconfig, context, platform) as cluster_backend:
+        infos = cluster_backend.list(selector or None)
+    wanted = None if all_namespaces else (namespace or platform.settings.namespace)
     now = datetime.now(UTC)
     rows = sorted(
-        (cluster_row(i, config.catalog, now) for i in infos if wanted is None or i.handle.namespace == wanted),
+        (cluster_row(i, platform.catalog, now) for i in infos if wanted is None or i.handle.namespace == wanted),
         key=lambda r: (r["namespace"], r["name"]),
     )
     columns = LIST_COLUMNS if all_namespaces else tuple(c for c in LIST_COLUMNS if c[0] != "namespace")
@@ -401,75 +325,18 @@ def get(
     context: ContextOpt = None,
 ) -> None:
     """Show one cluster: status, hardware, endpoints, conditions and recent events."""
-    from discord_ml_platform.cli.views import cluster_row, display_cells, find_cluster
+    from discord_ml_platform.cli.views import find_cluster
+    from discord_ml_platform.fleet import cluster_row, display_cells
 
-    info = find_cluster(backend_for(backend, kubeconfig, context), name, namespace)
-    row = cluster_row(info, platform_config().catalog)
+    platform = cli_platform()
+    with using_backend(backend, kubeconfig, context, platform) as cluster_backend:
+        info = find_cluster(cluster_backend, name, namespace)
+    row = cluster_row(info, platform.catalog)
     document = {**row, "endpoints": info.endpoints, "details": dict(info.details)}
     if output is not OutputFormat.table:
         print_data(document, OutputFormat.json if output is OutputFormat.json else OutputFormat.yaml)
         return
-    _print_details(display_cells(row), document)
-
-
-_HEADERS = {"lastTransitionTime": "SINCE", "last_seen": "LAST SEEN", "lastTimestamp": "LAST SEEN"}
-
-
-def _print_details(cells: dict[str, Any], document: dict[str, Any]) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = stdout()
-    facts = [
-        ("Name", cells["name"]),
-        ("Namespace", cells["namespace"]),
-        ("Backend", cells["backend"]),
-        ("Status", cells["status"]),
-        ("Owner", cells["owner"]),
-        ("Team", cells["team"]),
-        ("Run id", cells["run_id"]),
-        ("GPUs", cells["gpus"]),
-        ("Workers", f"{cells['workers']} ready"),
-        ("Age", cells["age"]),
-        ("Expires", cells["expires"]),
-        ("Price", f"{cells['price']}/hour"),
-    ]
-    endpoints = document["endpoints"]
-    if endpoints is not None:
-        facts += [
-            ("Dashboard", endpoints.dashboard_url),
-            ("GCS", endpoints.gcs_address),
-            ("Client", endpoints.client_address),
-        ]
-    for key, value in facts:
-        if value not in (None, ""):
-            console.print(f"[bold]{key + ':':<11}[/] {escape(str(value))}")
-    details = document["details"]
-    for title, key, columns in (
-        ("Conditions", "conditions", ("type", "status", "reason", "message", "lastTransitionTime")),
-        ("Events", "events", ("last_seen", "lastTimestamp", "type", "reason", "object", "message", "count")),
-    ):
-        items = details.get(key)
-        if not items:
-            continue
-        table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
-        shown = [c for c in columns if any(isinstance(i, dict) and i.get(c) not in (None, "") for i in items)]
-        for column in shown:
-            table.add_column(_HEADERS.get(column, column.upper()), overflow="fold")
-        for item in items[-20:]:
-            item = item if isinstance(item, dict) else {"message": str(item)}
-            table.add_row(*(escape(str(item.get(c, ""))) for c in shown))
-        console.print()
-        console.print(table)
-    for key, value in details.items():
-        if key in ("conditions", "events", "spec") or value in (None, "", [], {}):
-            continue
-        if isinstance(value, dict) and len(value) <= 8:
-            value = ", ".join(f"{k}={v}" for k, v in value.items())
-        elif isinstance(value, (dict, list)):
-            continue
-        console.print(f"[bold]{escape(str(key))}:[/] {escape(str(value))}")
-    console.print("[dim](-o yaml shows everything the backend reports)[/]")
+    print_details(display_cells(row), document)
 
 
 @app.command("delete", epilog="Examples:\n\n  dmp cluster delete my-exp\n\n  dmp cluster delete my-exp other-exp -y")
@@ -485,17 +352,17 @@ def delete(
     """Delete clusters and everything they started (asks first unless -y)."""
     from discord_ml_platform.cli.views import find_cluster
 
-    cluster_backend = backend_for(backend, kubeconfig, context)
-    infos = [find_cluster(cluster_backend, name, namespace) for name in names]  # all or nothing
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageProblem("refusing to delete without confirmation on a non-interactive input", hint="pass -y")
-        listing = ", ".join(f"{i.handle.namespace}/{i.handle.name}" for i in infos)
-        if not typer.confirm(f"Delete {listing}?", default=False):
-            raise CliError("nothing deleted", exit_code=1)
-    for info in infos:
-        cluster_backend.delete(info.handle, timeout)
-        stdout().print(f"deleted cluster {info.handle.name} (namespace {info.handle.namespace})", markup=False)
+    with using_backend(backend, kubeconfig, context) as cluster_backend:
+        infos = [find_cluster(cluster_backend, name, namespace) for name in names]  # all or nothing
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageProblem("refusing to delete without confirmation on a non-interactive input", hint="pass -y")
+            listing = ", ".join(f"{i.handle.namespace}/{i.handle.name}" for i in infos)
+            if not typer.confirm(f"Delete {listing}?", default=False):
+                raise CliError("nothing deleted", exit_code=1)
+        for info in infos:
+            cluster_backend.delete(info.handle, timeout)
+            stdout().print(f"deleted cluster {info.handle.name} (namespace {info.handle.namespace})", markup=False)
 
 
 @app.command(
@@ -511,38 +378,29 @@ def sweep(
     context: ContextOpt = None,
 ) -> None:
     """Delete platform clusters (all namespaces) whose expiry has passed or whose status is dead."""
-    from discord_ml_platform.cli.views import cluster_row, sweep_reason
+    from discord_ml_platform.fleet import cluster_row, sweep_reason
     from discord_ml_platform.spec.labels import MANAGED_BY, MANAGED_BY_VALUE
 
-    cluster_backend = backend_for(backend, kubeconfig, context)
-    config = platform_config()
+    platform = cli_platform()
     now = datetime.now(UTC)
     doomed = []
-    for info in cluster_backend.list({MANAGED_BY: MANAGED_BY_VALUE}):
-        row = cluster_row(info, config.catalog, now)
-        reason = sweep_reason(row)
-        if reason:
-            doomed.append(
-                (
-                    info,
-                    {
-                        "name": row["name"],
-                        "namespace": row["namespace"],
-                        "owner": row["owner"],
-                        "reason": reason,
-                        "action": "would delete" if dry_run else "deleted",
-                    },
-                )
-            )
     failures = []
-    for info, row in doomed:
-        if dry_run:
-            continue
-        try:
-            cluster_backend.delete(info.handle, timeout)
-        except Exception as err:  # one stuck cluster must not stop the sweep
-            row["action"] = f"failed: {err}"
-            failures.append(row["name"])
+    with using_backend(backend, kubeconfig, context, platform) as cluster_backend:
+        for info in cluster_backend.list({MANAGED_BY: MANAGED_BY_VALUE}):
+            row = cluster_row(info, platform.catalog, now)
+            reason = sweep_reason(row)
+            if reason:
+                action = "would delete" if dry_run else "deleted"
+                keep = ("name", "namespace", "owner")
+                doomed.append((info, {**{k: row[k] for k in keep}, "reason": reason, "action": action}))
+        for info, row in doomed:
+            if dry_run:
+                continue
+            try:
+                cluster_backend.delete(info.handle, timeout)
+            except Exception as err:  # one stuck cluster must not stop the sweep
+                row["action"] = f"failed: {err}"
+                failures.append(row["name"])
     rows = [row for _, row in doomed]
     columns = (
         ("action", "ACTION"),

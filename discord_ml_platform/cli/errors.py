@@ -9,9 +9,14 @@ Heavy modules (pydantic, the spec layer, kubernetes) are imported only on the er
 from __future__ import annotations
 
 import os
-import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from discord_ml_platform.spec import FieldProblem, PolicyViolation, SpecError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -45,78 +50,76 @@ class UsageProblem(CliError):
     exit_code = EXIT_USAGE
 
 
-# pydantic's wording -> the short form people read in a terminal.
-_REWRITES = (
-    (re.compile(r"^Input should be less than or equal to (.+)$"), r"must be <= \1"),
-    (re.compile(r"^Input should be greater than or equal to (.+)$"), r"must be >= \1"),
-    (re.compile(r"^Input should be less than (.+)$"), r"must be < \1"),
-    (re.compile(r"^Input should be greater than (.+)$"), r"must be > \1"),
-    (re.compile(r"^Input should be a valid integer.*$"), "must be a whole number"),
-    (re.compile(r"^Input should be a valid number.*$"), "must be a number"),
-    (re.compile(r"^String should match pattern '(.+)'$"), r"must match \1"),
-)
-_LEADING_FIELD = re.compile(r"^(?P<field>[a-z_]+)(=| )(?P<rest>.*)$")
-
-
-def _short(message: str) -> str:
-    message = message.removeprefix("Value error, ")
-    for pattern, replacement in _REWRITES:
-        if pattern.match(message):
-            return pattern.sub(replacement, message)
-    return message
-
-
-def _mentions(message: str, value: object) -> bool:
-    """Whether ``message`` already quotes ``value`` (``name 'My_Cluster' must be ...``)."""
-    return bool(re.search(rf"(?<![\w.]){re.escape(repr(value))}(?![\w.])", message))
-
-
 def flag_for(field: str, flags: Mapping[str, str]) -> str:
     """The command-line flag for a model field (``memory_per_worker`` -> ``--memory``)."""
     return flags.get(field) or "--" + field.replace("_", "-")
 
 
-def validation_lines(err: object, flags: Mapping[str, str]) -> list[str]:
+def problem_line(problem: FieldProblem, flags: Mapping[str, str]) -> str:
+    """``--flag: problem`` for one :class:`~discord_ml_platform.spec.FieldProblem`.
+
+    A nested field keeps its path after the flag (``labels.team`` -> ``--label.team``); a problem
+    of no single field is its message alone.
+    """
+    if not problem.field:
+        return problem.message
+    head, _, rest = problem.field.partition(".")
+    return problem.named(flag_for(head, flags) + (f".{rest}" if rest else ""))
+
+
+def problem_lines(problems: Iterable[FieldProblem], flags: Mapping[str, str]) -> list[str]:
+    """One ``--flag: problem`` line per problem, named by the command's flag table."""
+    return [problem_line(problem, flags) for problem in problems]
+
+
+def validation_lines(err: ValidationError, flags: Mapping[str, str]) -> list[str]:
     """One ``--flag: problem (got value)`` line per problem of a pydantic ``ValidationError``.
 
-    Errors of model validators (no field location) that start with ``field=value`` are put under
+    The wording is the core's (:func:`~discord_ml_platform.spec.errors.validation_problems`); only
+    the names are the CLI's. Errors of model validators that start with ``field=value`` are put under
     that field's flag too, e.g. ``gpus_per_worker=9 does not fit a h100-80gb node``.
     """
-    lines = []
-    for item in err.errors():  # type: ignore[attr-defined]
-        loc = [str(part) for part in item.get("loc", ()) if part != ""]
-        message = _short(item["msg"])
-        got = item.get("input")
-        if loc:
-            where = flag_for(loc[0], flags) + "".join(f".{p}" for p in loc[1:])
-            shown = item["type"] == "missing" or isinstance(got, dict) or _mentions(message, got)
-            suffix = "" if shown else f" (got {got!r})"
-            lines.append(f"{where}: {message}{suffix}")
-            continue
-        match = _LEADING_FIELD.match(message)
-        if match and match["field"] in flags:
-            lines.append(f"{flags[match['field']]}: {match['rest']}")
-        elif message.startswith("unknown gpu_type") and "gpu_type" in flags:
-            lines.append(f"{flags['gpu_type']}: {message}")
-        else:
-            lines.append(message)
-    return lines
+    from discord_ml_platform.spec.errors import validation_problems
+
+    return problem_lines(validation_problems(err, flags), flags)
 
 
-def policy_lines(err: object, flags: Mapping[str, str], typed: Mapping[str, str] | None = None) -> list[str]:
-    """One line per broken policy rule, named by its flag.
+def policy_lines(err: PolicyViolation, flags: Mapping[str, str], typed: Mapping[str, str] | None = None) -> list[str]:
+    """One line per broken policy rule of a ``PolicyViolation``, named by its flag.
 
     Args:
         err: A ``PolicyViolation``.
         flags: Field name -> flag.
         typed: Field name -> what the user typed, shown instead of the parsed value (``--ttl 2d``).
     """
-    lines = []
-    for violation in err.violations:  # type: ignore[attr-defined]
-        field = violation.field.split(".")[0]
-        value = (typed or {}).get(field, violation.value)
-        lines.append(f"{flag_for(field, flags)}: {value!r} is not allowed: {violation.allowed}")
-    return lines
+    from discord_ml_platform.spec.errors import policy_problems
+
+    return problem_lines(policy_problems(err, typed), flags)
+
+
+def spec_problem(err: SpecError, flags: Mapping[str, str]) -> UsageProblem:
+    """A ``SpecError`` of the platform core as a usage error: one ``--flag: problem`` line per problem.
+
+    The hint is the core's (the policy's limits) when it gives one, else a pointer to ``dmp gpus``
+    for an unknown GPU type.
+    """
+    hint = err.hint
+    if hint is None and any(p.field == "gpu_type" and "unknown gpu_type" in p.message for p in err.problems):
+        hint = "list the GPU types with: dmp gpus"
+    return UsageProblem("\n".join(problem_lines(err.problems, flags)), hint=hint)
+
+
+def config_problem(err: BaseException) -> UsageProblem:
+    """A ``ConfigError`` of the platform core (a ``DMP_*`` variable or the platform config file) as a
+    usage error; the core's message names the variable or the file and key at fault."""
+    from discord_ml_platform.spec import PLATFORM_CONFIG_ENV
+
+    message = str(err)
+    if message.startswith(PLATFORM_CONFIG_ENV):
+        hint = f"fix the file named by ${PLATFORM_CONFIG_ENV}, or unset it for the built-in defaults"
+    else:
+        hint = "fix the variable named above, or unset it for the default"
+    return UsageProblem(message, hint=hint)
 
 
 def explain(exc: BaseException) -> CliError:
@@ -126,18 +129,26 @@ def explain(exc: BaseException) -> CliError:
     name = type(exc).__name__
     module = type(exc).__module__
     if module.startswith("pydantic") and name == "ValidationError":
-        return UsageProblem("\n".join(validation_lines(exc, {})))
+        return UsageProblem("\n".join(validation_lines(exc, {})))  # type: ignore[arg-type]
 
-    from discord_ml_platform.spec import ConfigError, PolicyViolation, QuantityError, UnknownGpuTypeError
+    from discord_ml_platform.spec import (
+        ConfigError,
+        PolicyViolation,
+        QuantityError,
+        SpecError,
+        UnknownGpuTypeError,
+    )
 
     if isinstance(exc, UnknownGpuTypeError):
         return UsageProblem(f"--gpu-type: {exc}", hint="list the GPU types with: dmp gpus")
+    if isinstance(exc, SpecError):
+        return spec_problem(exc, {})
     if isinstance(exc, PolicyViolation):
         return UsageProblem("\n".join(policy_lines(exc, {})), hint="the platform policy is shown by: dmp gpus")
     if isinstance(exc, QuantityError):
         return UsageProblem(str(exc))
     if isinstance(exc, ConfigError):
-        return UsageProblem(f"platform config: {exc}", hint="fix the file named by $DMP_PLATFORM_CONFIG")
+        return config_problem(exc)
 
     from discord_ml_platform.backends.base import ClusterError, ClusterNotReadyError
 

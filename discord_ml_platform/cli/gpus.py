@@ -1,11 +1,11 @@
-"""``dmp gpus``: the GPU catalog in effect (built-in, extended by ``$DMP_PLATFORM_CONFIG``)."""
+"""``dmp gpus``: the GPU catalog in effect (built-in, extended by ``$DMP_PLATFORM_CONFIG``), from the core."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from discord_ml_platform.cli.output import OutputFormat, OutputOpt, print_rows
-from discord_ml_platform.cli.settings import platform_config
+from discord_ml_platform.cli.settings import cli_platform
 
 COLUMNS = (
     ("name", "NAME"),
@@ -27,10 +27,10 @@ def gpus(output: OutputOpt = OutputFormat.table) -> None:
 
     On the cpu pool the per-GPU defaults are per worker and the price is per node-hour.
     """
-    config = platform_config()
+    platform = cli_platform()
     rows: list[dict[str, Any]] = []
     cells: list[dict[str, Any]] = []
-    for gpu in config.catalog.types.values():
+    for gpu in platform.catalog.types.values():
         row = {
             "name": gpu.name,
             "has_gpus": gpu.has_gpus,
@@ -42,6 +42,8 @@ def gpus(output: OutputOpt = OutputFormat.table) -> None:
             "resource_name": gpu.resource_name,
             "node_selector": dict(gpu.node_selector),
             "tolerations": [t.to_manifest() for t in gpu.tolerations],
+            # What a cluster on this pool runs unless it names an image: the pool's, else the platform's.
+            "image": platform.images.for_pool(gpu),
         }
         rows.append(row)
         cells.append(

@@ -1,12 +1,14 @@
-"""``dmp job``: submit Ray jobs to a cluster through the Jobs API, follow logs, check, stop, list."""
+"""``dmp job``: submit Ray jobs to a cluster through the Jobs API, follow logs, check, stop, list.
+
+``submit`` runs the job through the platform's job runner (:meth:`~discord_ml_platform.platform.Platform.runner`),
+the one follow loop Dagster uses too, on a cluster's Jobs API or, with ``--rayjob``, as a KubeRay
+RayJob whose cluster the cluster manager creates and deletes.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import shlex
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -15,13 +17,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from discord_ml_platform.cli.backend_choice import BackendOpt, ContextOpt, KubeconfigOpt, backend_for
+from discord_ml_platform.cli.backend_choice import BackendOpt, ContextOpt, KubeconfigOpt, using_backend
 from discord_ml_platform.cli.errors import EXIT_INTERRUPTED, CliError, UsageProblem
+from discord_ml_platform.cli.job_follow import follow, outcome_line
 from discord_ml_platform.cli.output import OutputFormat, OutputOpt, print_data, print_rows, stderr
-from discord_ml_platform.cli.settings import default_owner, ray_auth_mode
+from discord_ml_platform.cli.settings import cli_platform
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
+
+    from discord_ml_platform.jobs.events import JobSubmitted
+    from discord_ml_platform.platform import Platform
 
 app = typer.Typer(
     help="Submit Ray jobs to a cluster, follow their logs, check, stop and list them.",
@@ -34,7 +40,6 @@ NamespaceOpt = Annotated[
     str | None, typer.Option("--namespace", "-n", help="Namespace of the cluster (default: wherever it is).")
 ]
 JobArg = Annotated[str, typer.Argument(help="Submission id (dmp-..., raysubmit_...) or job id.")]
-STREAM_GRACE_S = 1.0
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 JOB_COLUMNS = (
     ("submission_id", "SUBMISSION ID"),
@@ -46,26 +51,42 @@ JOB_COLUMNS = (
 )
 
 
+def dashboard_url(
+    cluster: str,
+    namespace: str | None,
+    backend: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+    platform: Platform | None = None,
+) -> str:
+    """The dashboard (Jobs API) URL of ``cluster``, found through the backend (closed afterwards)."""
+    from discord_ml_platform.cli.views import find_cluster
+
+    with using_backend(backend, kubeconfig, context, platform) as cluster_backend:
+        info = find_cluster(cluster_backend, cluster, namespace)
+        return cluster_backend.endpoints(info.handle).dashboard_url
+
+
+def unreachable_jobs_api(cluster: str, url: str, err: BaseException) -> CliError:
+    """The error for a cluster whose Jobs API does not answer."""
+    return CliError(
+        f"cannot reach the Jobs API of cluster {cluster!r} at {url}: {err}",
+        hint=f"is the cluster ready? check with `dmp cluster get {cluster}`",
+    )
+
+
 def cluster_client(
     cluster: str, namespace: str | None, backend: str | None, kubeconfig: str | None, context: str | None
 ) -> JobSubmissionClient:
-    """A Jobs API client for the dashboard of ``cluster`` (found through the backend)."""
-    from discord_ml_platform.cli.views import find_cluster
+    """A Jobs API client for the dashboard of ``cluster``, with the platform's auth mode."""
     from discord_ml_platform.jobs import job_client
 
-    cluster_backend = backend_for(backend, kubeconfig, context)
-    info = find_cluster(cluster_backend, cluster, namespace)
-    endpoints = cluster_backend.endpoints(info.handle)
+    platform = cli_platform()
+    url = dashboard_url(cluster, namespace, backend, kubeconfig, context, platform)
     try:
-        client = job_client(endpoints.dashboard_url, auth_mode=ray_auth_mode())
+        return job_client(url, auth_mode=platform.auth_mode)
     except Exception as err:  # the SDK raises ConnectionError/RuntimeError when the dashboard is down
-        raise CliError(
-            f"cannot reach the Jobs API of cluster {cluster!r} at {endpoints.dashboard_url}: {err}",
-            hint=f"is the cluster ready? check with `dmp cluster get {cluster}`",
-        ) from None
-    # The SDK logs every closed log stream at INFO (set after import: Ray configures its loggers then).
-    logging.getLogger("ray.dashboard.modules.job.sdk").setLevel(logging.WARNING)
-    return client
+        raise unreachable_jobs_api(cluster, url, err) from None
 
 
 @contextmanager
@@ -114,36 +135,6 @@ def load_runtime_env(path: Path | None, working_dir: Path | None, env: list[str]
             raise UsageProblem(f"--env: expected KEY=VALUE, got {item!r}")
         runtime_env.setdefault("env_vars", {})[key] = value
     return runtime_env
-
-
-class LogPrinter:
-    """Prints a job's log lines as they stream in, and can finish from the stored logs without repeats."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-        self._printed = 0
-        self._closed = False
-
-    def line(self, text: str) -> None:
-        """Print one streamed line (ignored once :meth:`finish` took over)."""
-        with self._lock:
-            if self._closed:
-                return
-            self._write(text)
-
-    def finish(self, stored: str) -> None:
-        """Stop taking streamed lines and print the stored lines not printed yet."""
-        with self._lock:
-            self._closed = True
-            for text in stored.split("\n")[self._printed :]:
-                if text:
-                    self._write(text)
-
-    def _write(self, text: str) -> None:
-        self._printed += 1
-        self._stream.write(text + "\n")
-        self._stream.flush()
 
 
 def _stamp(ms: int | None) -> str | None:
@@ -231,175 +222,88 @@ def submit(
     With -o json the logs go to stderr and stdout holds one JSON object with the outcome.
     With --rayjob the cluster is KubeRay's to create and delete (see docs/rayjob-mode.md).
     """
-    from discord_ml_platform.jobs import LogFollower, submit_job, wait_for_job
+    from discord_ml_platform.jobs.events import Workload
 
     entrypoint = entrypoint_of(command or [])
     env_spec = load_runtime_env(runtime_env, working_dir, env or [])
+    if dry_run and not rayjob:
+        raise UsageProblem("--dry-run only applies with --rayjob", hint="a job on a cluster has no manifest to print")
+    platform = cli_platform()
+    scripted = output in (OutputFormat.json, OutputFormat.yaml)
+    # The job's own output: stdout for people, stderr when stdout holds the JSON/YAML outcome.
+    log_stream = sys.stderr if scripted else sys.stdout
+    runner = platform.runner(stop_on_exit=False, usage_interval_s=None, job_timeout_s=timeout)
+    owner = platform.default_owner()
     if rayjob:
-        _submit_rayjob(
+        from discord_ml_platform.cli.job_rayjob import rayjob_options, submit_rayjob
+
+        submit_rayjob(
+            platform,
+            runner,
             cluster,
-            namespace or "ray",
-            entrypoint,
-            env_spec,
-            submission_id,
-            ttl_seconds,
-            deadline_seconds,
+            namespace or platform.settings.namespace,
+            Workload(entrypoint, env_spec, {"submitted_by": owner}, submission_id),
+            rayjob_options(ttl_seconds, deadline_seconds),
             dry_run=dry_run,
             no_wait=no_wait,
             output=output,
+            backend=backend,
             kubeconfig=kubeconfig,
             context=context,
         )
         return
-    client = cluster_client(cluster, namespace, backend, kubeconfig, context)
-    job_id = submit_job(
-        client,
+
+    from discord_ml_platform.jobs.runner import ClusterTarget
+
+    target = ClusterTarget(cluster, dashboard_url(cluster, namespace, backend, kubeconfig, context, platform))
+    workload = Workload(
         entrypoint,
-        runtime_env=env_spec,
-        submission_id=submission_id,
-        metadata={"submitted_by": default_owner(), "dmp_cluster": cluster},
-        entrypoint_num_cpus=entrypoint_num_cpus,
+        env_spec,
+        {"submitted_by": owner, "dmp_cluster": cluster},
+        submission_id,
+        entrypoint_num_cpus,
     )
-    scripted = output in (OutputFormat.json, OutputFormat.yaml)
     if no_wait:
+        try:
+            job_id = runner.submit(target, workload)
+        except (ConnectionError, RuntimeError) as err:
+            if type(err).__name__ == "RayJobError":  # the cluster answered and refused the job
+                raise
+            raise unreachable_jobs_api(cluster, target.dashboard_url, err) from None
         if scripted:
             print_data({"submission_id": job_id, "cluster": cluster, "status": "PENDING"}, output)
         else:
             print(job_id, flush=True)
         return
-    log_stream = sys.stderr if scripted else sys.stdout
-    stderr().print(f"[dim]submitted {job_id} to {cluster}; following its logs (Ctrl-C detaches)[/]")
 
-    printer = LogPrinter(log_stream)
-    follower = LogFollower(client, job_id, printer.line).start()
-    try:
-        outcome = wait_for_job(client, job_id, timeout_s=timeout)
-        # The stream ends a few seconds after the job does; give it a moment, then print the rest
-        # from the stored logs instead of waiting for the websocket to close.
-        follower.join(STREAM_GRACE_S)
-        if follower.running or follower.error is not None:
-            with jobs_api(job_id):
-                printer.finish(client.get_job_logs(job_id))
-    except KeyboardInterrupt:
-        raise CliError(
-            f"detached from job {job_id}; it keeps running",
-            hint=f"stop it with `dmp job stop {job_id} --cluster {cluster}`",
-            exit_code=EXIT_INTERRUPTED,
-        ) from None
-    except TimeoutError as err:
-        raise CliError(str(err), hint=f"stop it with `dmp job stop {job_id} --cluster {cluster}`") from None
-    result = {
-        "submission_id": job_id,
-        "cluster": cluster,
-        "status": outcome.status,
-        "message": outcome.message,
-        "duration_seconds": round(outcome.duration_s, 1),
-    }
-    if scripted:
-        print_data(result, output)
-    else:
-        color = "green" if outcome.succeeded else "red"
-        stderr().print(
-            f"job {job_id} [{color}]{outcome.status}[/] after {outcome.duration_s:.1f}s"
-            + (f": {outcome.message.splitlines()[0]}" if outcome.message and not outcome.succeeded else "")
-        )
-    if not outcome.succeeded:
-        raise typer.Exit(1)
+    def submitted(event: JobSubmitted) -> None:
+        stderr().print(f"[dim]submitted {event.job_id} to {cluster}; following its logs (Ctrl-C detaches)[/]")
 
-
-def _submit_rayjob(
-    name: str,
-    namespace: str,
-    entrypoint: str,
-    runtime_env: dict[str, Any],
-    submission_id: str | None,
-    ttl_seconds: int,
-    deadline_seconds: int | None,
-    *,
-    dry_run: bool,
-    no_wait: bool,
-    output: OutputFormat,
-    kubeconfig: str | None,
-    context: str | None,
-) -> None:
-    """``dmp job submit --rayjob``: create a RayJob (head-only cluster of the defaults) and follow it."""
-    from discord_ml_platform.backends.kuberay import load_platform_config
-    from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs, RayJobState, rayjob_submission_id
-    from discord_ml_platform.jobs import LogFollower, job_client
-    from discord_ml_platform.spec import ClusterSpec
-    from discord_ml_platform.spec.render import manifests_to_yaml, render_rayjob
-
-    spec = ClusterSpec(name=name, namespace=namespace, owner=default_owner())
-    cfg = load_platform_config()
-    manifest = render_rayjob(
-        spec,
-        entrypoint=entrypoint,
-        runtime_env=runtime_env or None,
-        submission_id=submission_id or rayjob_submission_id(name),
-        ttl_seconds_after_finished=ttl_seconds,
-        active_deadline_seconds=deadline_seconds,
-        job_metadata={"submitted_by": default_owner()},
-        catalog=cfg.catalog,
-        policy=cfg.policy,
-        created_at=datetime.now(UTC),
+    result = follow(
+        runner.run(target, workload),
+        log_stream,
+        on_submitted=submitted,
+        detach=lambda event: (
+            f"job {event.job_id}",
+            f"stop it with `dmp job stop {event.job_id} --cluster {cluster}`",
+        ),
+        unreachable=lambda err: unreachable_jobs_api(cluster, target.dashboard_url, err),
+        timeout_s=timeout,
     )
-    if dry_run:
-        sys.stdout.write(manifests_to_yaml([manifest]))
-        return
-    import ray.job_submission  # noqa: F401 - slow to import: not while the job's short TTL runs
-
-    with KubeRayJobs(kubeconfig, context, namespace=namespace, platform_config=cfg) as jobs:
-        jobs.create(manifest)
-        scripted = output in (OutputFormat.json, OutputFormat.yaml)
-        if no_wait:
-            print_data(
-                {"rayjob": name, "namespace": namespace, "job_id": manifest["spec"]["jobId"]}, output
-            ) if scripted else print(name, flush=True)
-            return
-        stderr().print(f"[dim]created RayJob {namespace}/{name}; following it (Ctrl-C detaches, KubeRay keeps it)[/]")
-        printer = LogPrinter(sys.stderr if scripted else sys.stdout)
-        follower: LogFollower | None = None
-        last = None
-        seen = state = RayJobState(name, namespace)
-        try:
-            for state in jobs.follow(name, 0.5):
-                seen = state if state.exists else seen
-                if state.phase() != last:
-                    last = state.phase()
-                    stderr().print(f"[dim]{state.describe()}[/]")
-                if follower is None and state.submitted:
-                    try:
-                        follower = LogFollower(
-                            job_client(state.dashboard_url, ray_auth_mode()), state.job_id, printer.line
-                        ).start()
-                    except Exception as err:  # dashboard busy or already gone (short job, short TTL)
-                        stderr().print(f"[yellow]cannot follow the job's logs yet: {err}[/]")
-        except KeyboardInterrupt:
-            raise CliError(
-                f"detached from RayJob {name}; KubeRay keeps running it",
-                hint=f"delete it with `kubectl delete rayjob -n {namespace} {name}`",
-                exit_code=EXIT_INTERRUPTED,
-            ) from None
-        if follower is not None:
-            follower.join(STREAM_GRACE_S)
-        if follower is None or follower.running or follower.error is not None:
-            if seen.dashboard_url and seen.job_id:
-                with contextlib.suppress(Exception):
-                    printer.finish(job_client(seen.dashboard_url, ray_auth_mode()).get_job_logs(seen.job_id))
-    result = {
-        "rayjob": name,
-        "namespace": namespace,
-        "job_id": state.job_id,
-        "deployment_status": state.deployment_status,
-        "status": state.job_status,
-        "reason": state.reason,
-        "message": state.message,
-    }
     if scripted:
-        print_data(result, output)
+        print_data(
+            {
+                "submission_id": result.job_id,
+                "cluster": cluster,
+                "status": result.status,
+                "message": result.message,
+                "duration_seconds": round(result.duration_s, 1),
+            },
+            output,
+        )
     else:
-        stderr().print(("[green]" if state.succeeded else "[red]") + state.describe() + "[/]")
-    if not state.succeeded:
+        stderr().print(outcome_line(result))
+    if not result.succeeded:
         raise typer.Exit(1)
 
 
@@ -502,7 +406,7 @@ def list_jobs(
     context: ContextOpt = None,
 ) -> None:
     """List the jobs of a cluster, newest first."""
-    from discord_ml_platform.cli.output import human_duration
+    from discord_ml_platform.fleet import human_duration
 
     client = cluster_client(cluster, namespace, backend, kubeconfig, context)
     with jobs_api():

@@ -10,14 +10,17 @@ import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+# The age and expiry wording of every cluster view lives in the core; re-exported for the commands.
+from discord_ml_platform.fleet import human_duration, human_until
 
-class OutputFormat(str, Enum):
+
+class OutputFormat(StrEnum):
     """How a command prints its result."""
 
     table = "table"
@@ -145,25 +148,18 @@ def print_rows(
     stdout().print(table)
 
 
-def human_duration(seconds: float) -> str:
-    """``42s``, ``5m``, ``3h12m``, ``2d4h``: the kubectl style of ages."""
-    seconds = int(abs(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, sec = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{sec}s" if minutes < 10 and sec else f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours}h" if hours else f"{days}d"
-
-
-def human_until(moment: datetime | None, now: datetime | None = None) -> str:
-    """``in 7h59m`` or ``expired 3m ago`` (``-`` when unknown)."""
-    if moment is None:
-        return "-"
-    now = now or datetime.now(UTC)
-    delta = (moment - now).total_seconds()
-    return f"in {human_duration(delta)}" if delta > 0 else f"expired {human_duration(delta)} ago"
+__all__ = [
+    "Column",
+    "OutputFormat",
+    "OutputOpt",
+    "dump_json",
+    "dump_yaml",
+    "human_duration",
+    "human_until",
+    "is_terminal",
+    "print_data",
+    "print_rows",
+    "stderr",
+    "stdout",
+    "to_jsonable",
+]

@@ -11,32 +11,36 @@ import os
 import shutil
 import sys
 from datetime import UTC, date, datetime, timedelta
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from discord_ml_platform.cli.backend_choice import BackendOpt, ContextOpt, KubeconfigOpt, choose_backend
-from discord_ml_platform.cli.errors import CliError, UsageProblem, validation_lines
+from discord_ml_platform.cli.errors import CliError, UsageProblem
 from discord_ml_platform.cli.output import OutputFormat, OutputOpt, print_data, stderr, stdout
 from discord_ml_platform.cli.settings import complete_gpu_type
 
 JOB_NAME = "ad_relevance_training"
+# The code location `dmp run` loads through Dagster's loader (never imported by the core).
+CODE_LOCATION_MODULE = "pipelines.definitions"
+CODE_LOCATION_ATTRIBUTE = "defs"
+CLUSTER_RESOURCE = "ray_cluster"
+# Run config path -> the flag a user typed, for error messages.
 CONFIG_FLAGS = {
-    "rows": "--rows",
-    "seed": "--seed",
-    "epochs": "--epochs",
-    "workers": "--workers",
-    "gpu_pool": "--gpu-type",
-    "gpus_per_worker": "--gpus-per-worker",
-    "cpus_per_worker": "--cpus",
-    "memory_per_worker": "--memory",
-    "model_name": "--model-name",
-    "batch_size": "--batch-size",
-    "learning_rate": "--learning-rate",
-    "window_days": "--window-days",
-    "embedding_dim": "--embedding-dim",
+    "ops.quests_window.config.rows": "--rows",
+    "ops.quests_window.config.seed": "--seed",
+    "ops.ad_relevance_model.config.epochs": "--epochs",
+    "ops.ad_relevance_model.config.model_name": "--model-name",
+    "ops.ad_relevance_model.config.batch_size": "--batch-size",
+    "ops.ad_relevance_model.config.learning_rate": "--learning-rate",
+    "ops.ad_relevance_model.config.window_days": "--window-days",
+    "ops.ad_relevance_model.config.embedding_dim": "--embedding-dim",
+    "resources.ray_cluster.config.workers": "--workers",
+    "resources.ray_cluster.config.gpu_pool": "--gpu-type",
+    "resources.ray_cluster.config.gpus_per_worker": "--gpus-per-worker",
+    "resources.ray_cluster.config.cpus_per_worker": "--cpus",
+    "resources.ray_cluster.config.memory_per_worker": "--memory",
 }
 # Metadata keys the summary looks for, in order of preference, whatever asset reports them.
 METRIC_KEYS = {
@@ -58,15 +62,19 @@ def yesterday_utc() -> date:
 
 
 def project_root() -> Path | None:
-    """The directory holding the ``pipelines`` package (and ``dagster.yaml``, ``workspace.yaml``)."""
-    spec = importlib.util.find_spec("pipelines")
+    """The directory holding the code location's package (and ``dagster.yaml``, ``workspace.yaml``)."""
+    package = CODE_LOCATION_MODULE.split(".")[0]
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(next(iter(spec.submodule_search_locations))).resolve().parent
 
 
 def ensure_dagster_home() -> Path:
-    """``$DAGSTER_HOME``, or ``./.dagster_home`` seeded with the project's ``dagster.yaml``; exported."""
+    """``$DAGSTER_HOME``, or ``./.dagster_home`` seeded with the project's ``dagster.yaml``; exported.
+
+    Dagster reads ``DAGSTER_HOME`` itself (``DagsterInstance.get()``), so it is set for this process.
+    """
     home = os.environ.get("DAGSTER_HOME")
     path = Path(home).expanduser().resolve() if home else (Path.cwd() / ".dagster_home").resolve()
     path.mkdir(parents=True, exist_ok=True)
@@ -86,43 +94,47 @@ def _partition(value: str | None) -> str:
         raise UsageProblem(f"--date: expected YYYY-MM-DD, got {value!r}") from None
 
 
-def _dagster_value(value: Any) -> Any:
-    # Dagster's config schema takes Python enums by member name (``CPU``), pydantic by value.
-    if isinstance(value, Enum):
-        return value.name
-    return value
+def load_code_location() -> Any:
+    """The code location's ``Definitions``, loaded the way ``dagster`` loads it (by module name, lazily).
+
+    Raises:
+        CliError: the code location is not installed, or is not a ``Definitions``.
+    """
+    import dagster as dg
+    from dagster._core.code_pointer import CodePointer
+
+    try:
+        target = CodePointer.from_module(CODE_LOCATION_MODULE, CODE_LOCATION_ATTRIBUTE, None).load_target()
+    except ModuleNotFoundError as err:
+        raise CliError(
+            f"the code location {CODE_LOCATION_MODULE} is not installed: {err}",
+            hint="install the project (scripts/install.sh) or run from its checkout",
+        ) from None
+    definitions = target() if callable(target) and not isinstance(target, dg.Definitions) else target
+    if not isinstance(definitions, dg.Definitions):
+        raise CliError(f"{CODE_LOCATION_MODULE}.{CODE_LOCATION_ATTRIBUTE} is not a Dagster Definitions")
+    return definitions
 
 
-def build_run_config(window: dict[str, Any], training: dict[str, Any], scoring: dict[str, Any]) -> dict[str, Any]:
-    """Validate the op configs and return the run config of ``ad_relevance_training``.
+def build_run_config(window: dict[str, Any], training: dict[str, Any], cluster: dict[str, Any]) -> dict[str, Any]:
+    """The run config of ``ad_relevance_training``: window and training op configs, the cluster shape."""
+    return {
+        "ops": {"quests_window": {"config": window}, "ad_relevance_model": {"config": training}},
+        "resources": {CLUSTER_RESOURCE: {"config": cluster}},
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+    }
+
+
+def check_run_config(definitions: Any, run_config: dict[str, Any]) -> None:
+    """Validate ``run_config`` the way the run will when it starts, before anything is launched.
 
     Raises:
         UsageProblem: one ``--flag: problem`` line per invalid value.
     """
-    from pydantic import ValidationError
-
-    from pipelines.config import QuestsWindowConfig, ScoringConfig, TrainingConfig
-
-    configs = {}
-    problems: list[str] = []
-    for op, model, fields in (
-        ("quests_window", QuestsWindowConfig, window),
-        ("ad_relevance_model", TrainingConfig, training),
-        ("ad_relevance_scores", ScoringConfig, scoring),
-    ):
-        try:
-            validated = model.model_validate(fields)
-        except ValidationError as err:
-            problems += [line for line in validation_lines(err, CONFIG_FLAGS) if line not in problems]
-            continue
-        configs[op] = {key: _dagster_value(getattr(validated, key)) for key in fields}
+    resource = definitions.resources[CLUSTER_RESOURCE]
+    problems = resource.check_run_config(run_config)
     if problems:
-        raise UsageProblem("\n".join(problems))
-    configs["ad_relevance_evaluation"] = configs["ad_relevance_model"]
-    return {
-        "ops": {op: {"config": config} for op, config in configs.items()},
-        "loggers": {"console": {"config": {"log_level": "INFO"}}},
-    }
+        raise UsageProblem("\n".join(f"{CONFIG_FLAGS.get(path, path)}: {message}" for path, message in problems))
 
 
 def materializations(result: Any) -> dict[str, dict[str, Any]]:
@@ -203,40 +215,33 @@ def ad_relevance(
     """
     partition = _partition(day)
     choice = choose_backend(backend, kubeconfig, context)
-    # pipelines.definitions reads these when it is imported: set them first.
-    os.environ["DMP_BACKEND"] = choice.name
-    if choice.kubeconfig:
-        os.environ["DMP_KUBECONFIG"] = choice.kubeconfig
-    if choice.context:
-        os.environ["DMP_KUBE_CONTEXT"] = choice.context
     home = ensure_dagster_home()
+    err = stderr()
+    err.print(f"[dim]loading the code location (backend {choice.name}, DAGSTER_HOME={home})[/]")
     cluster = {
         "gpu_pool": gpu_type,
         "workers": workers,
         "gpus_per_worker": gpus_per_worker,
         "cpus_per_worker": cpus_per_worker,
         "memory_per_worker": memory,
+        "backend": choice.name,
+        "kubeconfig": choice.kubeconfig,
+        "kube_context": choice.context,
     }
-    err = stderr()
-    err.print(f"[dim]loading the code location (backend {choice.name}, DAGSTER_HOME={home})[/]")
     run_config = build_run_config(
         {"generate_if_missing": True, "rows": rows, "seed": seed},
-        {
-            **cluster,
-            "model_name": model_name,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "embedding_dim": embedding_dim,
-        },
-        {**cluster, "model_name": model_name},
+        {"model_name": model_name, "epochs": epochs, "batch_size": batch_size, "embedding_dim": embedding_dim},
+        {key: value for key, value in cluster.items() if value is not None},
     )
 
     import dagster as dg
 
-    from pipelines.definitions import defs
-    from resources.storage import DataRootResource
+    from discord_ml_platform.ads.params import MetadataKey
+    from discord_ml_platform.spec.labels import GPU_POOL_RUN_TAG
 
-    job = defs.resolve_job_def(JOB_NAME)
+    definitions = load_code_location()
+    check_run_config(definitions, run_config)
+    job = definitions.resolve_job_def(JOB_NAME)
     if job.partitions_def is not None and not job.partitions_def.has_partition_key(partition):
         raise UsageProblem(
             f"--date: {partition} is not a partition of {JOB_NAME} ({job.partitions_def})",
@@ -245,15 +250,16 @@ def ad_relevance(
     err.print(f"running {JOB_NAME} for {partition} on backend {choice.name} ...", markup=False)
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
-            partition_key=partition, run_config=run_config, instance=instance, raise_on_error=False
+            partition_key=partition,
+            run_config=run_config,
+            instance=instance,
+            tags={GPU_POOL_RUN_TAG: gpu_type, "dmp/trigger": "dmp-run"},
+            raise_on_error=False,
         )
     assets = materializations(result)
-    data_root = DataRootResource()
     outputs = {
-        "model_dir": assets.get("ad_relevance_model", {}).get("model_dir")
-        or str(data_root.model_dir(model_name, partition)),
-        "scores_dir": assets.get("ad_relevance_scores", {}).get("output_path")
-        or str(data_root.scores_dir(model_name, partition)),
+        "model_dir": assets.get("ad_relevance_model", {}).get(MetadataKey.MODEL_DIR),
+        "scores_dir": assets.get("ad_relevance_scores", {}).get(MetadataKey.SCORES_PATH),
     }
     root = project_root()
     workspace = root / "workspace.yaml" if root else Path("workspace.yaml")
@@ -296,8 +302,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"  AUC {fmt(metrics['auc'])}   ceiling AUC {fmt(metrics['ceiling_auc'])}   "
         f"logloss {fmt(metrics['logloss'])}   rows scored {fmt(metrics['rows_scored'])}"
     )
-    console.print(f"  model:  {escape(summary['outputs']['model_dir'])}")
-    console.print(f"  scores: {escape(summary['outputs']['scores_dir'])}")
+    console.print(f"  model:  {escape(str(summary['outputs']['model_dir'] or '-'))}")
+    console.print(f"  scores: {escape(str(summary['outputs']['scores_dir'] or '-'))}")
     console.print(f"  look at it: {escape(summary['ui']['command'])}")
     console.print(f"              then open http://localhost:3000{summary['ui']['path']}")
     sys.stdout.flush()

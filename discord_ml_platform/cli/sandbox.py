@@ -10,6 +10,7 @@ local Ray clusters of its operator on the way out.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -270,10 +271,8 @@ def _stop_group(pid: int, grace_s: float) -> bool:
         pass
     except psutil.Error:
         return False
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     return True
 
 

@@ -1,72 +1,36 @@
-"""Settings the commands share: the platform config in effect, the default owner and namespace."""
+"""The platform the commands share, from the core, with its configuration errors as usage errors.
+
+Every ``DMP_*`` value and the platform config (catalog, policy, images) come from
+:func:`discord_ml_platform.platform.current_platform`; the CLI reads none of them itself. A bad
+value (``DMP_BACKEND=cloud``, an unreadable ``DMP_PLATFORM_CONFIG``) is a usage error (exit 2)
+that names the variable or the file and key.
+"""
 
 from __future__ import annotations
 
-import getpass
-import os
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from discord_ml_platform.cli.errors import UsageProblem
+from discord_ml_platform.cli.errors import config_problem
 
 if TYPE_CHECKING:
-    from discord_ml_platform.spec import PlatformConfig
-
-OWNER_ENV = "DMP_OWNER"
-NAMESPACE_ENV = "DMP_NAMESPACE"
-RAY_AUTH_ENV = "DMP_RAY_AUTH_MODE"
-DEFAULT_NAMESPACE = "ray"
+    from discord_ml_platform.platform import Platform
 
 
-def platform_config() -> PlatformConfig:
-    """The catalog and policy in effect: the file named by ``$DMP_PLATFORM_CONFIG``, else the defaults.
+def cli_platform() -> Platform:
+    """The platform of this process's environment (loaded once per environment by the core).
 
     Raises:
-        UsageProblem: when the file is missing or invalid (names the key at fault).
+        UsageProblem: a ``DMP_*`` variable or the platform config is invalid (naming it).
     """
-    from discord_ml_platform.spec import (
-        DEFAULT_PLATFORM_CONFIG,
-        PLATFORM_CONFIG_ENV,
-        ConfigError,
-        platform_config_from_yaml,
-    )
+    # Imported here: the core pulls in pydantic and the spec layer, which `dmp --help` never needs.
+    from discord_ml_platform.platform import current_platform
+    from discord_ml_platform.spec import ConfigError
 
-    path = os.environ.get(PLATFORM_CONFIG_ENV)
-    if not path:
-        return DEFAULT_PLATFORM_CONFIG
     try:
-        text = Path(path).expanduser().read_text()
-    except OSError as err:
-        raise UsageProblem(
-            f"{PLATFORM_CONFIG_ENV}={path}: cannot read the platform config: {err.strerror or err}",
-            hint=f"point {PLATFORM_CONFIG_ENV} at a readable YAML file, or unset it for the defaults",
-        ) from None
-    try:
-        return platform_config_from_yaml(text)
+        return current_platform()
     except ConfigError as err:
-        raise UsageProblem(f"{PLATFORM_CONFIG_ENV}={path}: {err}") from None
-
-
-def default_owner() -> str:
-    """``$DMP_OWNER``, else the login name, else ``unknown``."""
-    owner = os.environ.get(OWNER_ENV)
-    if owner:
-        return owner
-    try:
-        return getpass.getuser() or "unknown"
-    except (KeyError, OSError):
-        return "unknown"
-
-
-def default_namespace() -> str:
-    """``$DMP_NAMESPACE`` or ``ray``."""
-    return os.environ.get(NAMESPACE_ENV) or DEFAULT_NAMESPACE
-
-
-def ray_auth_mode() -> str:
-    """``RAY_AUTH_MODE`` for Jobs API clients: ``$DMP_RAY_AUTH_MODE``, else the platform policy's."""
-    return os.environ.get(RAY_AUTH_ENV) or platform_config().policy.ray_auth_mode
+        raise config_problem(err) from None
 
 
 def dns_label(text: str, max_length: int = 63) -> str:
@@ -79,7 +43,7 @@ def dns_label(text: str, max_length: int = 63) -> str:
 def complete_gpu_type(incomplete: str) -> list[str]:
     """Shell completion of ``--gpu-type``: the names of the catalog in effect."""
     try:
-        names = platform_config().catalog.names()
+        names = cli_platform().catalog.names()
     except Exception:  # completion must never print a traceback into the shell
         return []
     return [name for name in names if name.startswith(incomplete)]

@@ -1,4 +1,8 @@
-"""``dmp xray``: serve the X-Ray dashboard (pages and JSON API) over the same backends as the CLI."""
+"""``dmp xray``: serve the X-Ray dashboard (pages and JSON API) over the same backends as the CLI.
+
+The platform config (prices, pod policy, Ray images) and the auth mode are the core's; the backends
+are built by the core and closed when the server stops.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import typer
 from discord_ml_platform.cli.backend_choice import ContextOpt, KubeconfigOpt, choose_backend, open_backend
 from discord_ml_platform.cli.errors import UsageProblem
 from discord_ml_platform.cli.output import stderr
+from discord_ml_platform.cli.settings import cli_platform
 
 EPILOG = (
     "Mutating actions (delete, notebooks) need $DMP_XRAY_TOKEN set where the dashboard runs; "
@@ -57,35 +62,41 @@ def xray(
     """Serve the X-Ray dashboard: every cluster, its owner, hardware, health and cost; notebooks on them."""
     import uvicorn
 
-    from discord_ml_platform.cli.settings import platform_config, ray_auth_mode
     from discord_ml_platform.xray.app import create_app
     from discord_ml_platform.xray.settings import XRaySettings
 
+    platform = cli_platform()
     names = list(dict.fromkeys(backend or []))
     for name in names:
         if name not in ("local", "kuberay"):
             raise UsageProblem(f"--backend: unknown backend {name!r}; allowed: local, kuberay")
     if not names:
-        auto = choose_backend(None, kubeconfig, context)
+        auto = choose_backend(None, kubeconfig, context, platform=platform)
         names = ["kuberay", "local"] if auto.name == "kuberay" else ["local"]
-    backends = {}
-    for name in names:
-        backends[name] = open_backend(choose_backend(name, kubeconfig, context))
+    choices = [choose_backend(name, kubeconfig, context, platform=platform) for name in names]
     settings = XRaySettings.from_env(
         dagster_url=dagster_url,
         refresh_s=refresh,
-        platform_config=platform_config(),
-        ray_auth_mode=ray_auth_mode(),
+        platform_config=platform.config,
+        ray_auth_mode=platform.auth_mode,
         notebook_idle_timeout_s=int(notebook_idle_minutes * 60) if notebook_idle_minutes else None,
     )
-    err = stderr()
-    shown = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-    mode = (
-        "actions enabled (token from $DMP_XRAY_TOKEN)"
-        if settings.writes_enabled
-        else "read-only ($DMP_XRAY_TOKEN unset)"
-    )
-    err.print(f"X-Ray on {shown} ({', '.join(backends)}; {mode}); API docs at {shown}/api/docs")
-    if settings.writes_enabled and not _is_loopback(host):
-        err.print("[yellow]warning: listening beyond loopback without TLS; put it behind an HTTPS proxy[/]")
-    uvicorn.run(create_app(settings, backends), host=host, port=port, log_level=log_level)
+    backends = {}
+    try:
+        for choice in choices:
+            backends[choice.name] = open_backend(choice, platform)
+        err = stderr()
+        shown = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        mode = (
+            "actions enabled (token from $DMP_XRAY_TOKEN)"
+            if settings.writes_enabled
+            else "read-only ($DMP_XRAY_TOKEN unset)"
+        )
+        err.print(f"X-Ray on {shown} ({', '.join(backends)}; {mode}); API docs at {shown}/api/docs")
+        if settings.writes_enabled and not _is_loopback(host):
+            err.print("[yellow]warning: listening beyond loopback without TLS; put it behind an HTTPS proxy[/]")
+        # The app's shutdown waits for listings in flight, so closing the clients afterwards is safe.
+        uvicorn.run(create_app(settings, backends), host=host, port=port, log_level=log_level)
+    finally:
+        for opened in backends.values():
+            opened.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -213,10 +214,8 @@ def wait_for_job(
 
 def stop_job(client: JobSubmissionClient, job_id: str, *, wait_s: float = 30) -> str:
     """Stop a job if it still runs and wait until it is terminal; return its final status."""
-    try:
+    with contextlib.suppress(Exception):  # already finished or cluster gone: nothing to stop
         client.stop_job(job_id)
-    except Exception:  # already finished or cluster gone: nothing to stop
-        pass
     deadline = time.monotonic() + wait_s
     status = "UNKNOWN"
     while time.monotonic() < deadline:

@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -185,7 +185,7 @@ class JobRunner:
         self.stop_on_exit = stop_on_exit
         self.log_tail = log_tail
 
-    def run(self, target: JobTarget, workload: Workload) -> Iterator[JobEvent]:
+    def run(self, target: JobTarget, workload: Workload) -> Generator[JobEvent, None, None]:
         """Run ``workload`` on ``target`` and yield its events, :class:`JobFinished` last.
 
         Raises:
@@ -203,7 +203,7 @@ class JobRunner:
 
     # --- RayCluster mode -----------------------------------------------------------------------
 
-    def _on_cluster(self, target: ClusterTarget, workload: Workload) -> Iterator[JobEvent]:
+    def _on_cluster(self, target: ClusterTarget, workload: Workload) -> Generator[JobEvent, None, None]:
         from discord_ml_platform.jobs.usage import UsageSampler
 
         client = job_client(target.dashboard_url, self.auth_mode)
@@ -248,7 +248,7 @@ class JobRunner:
 
     # --- RayJob mode ---------------------------------------------------------------------------
 
-    def _as_rayjob(self, target: RayJobTarget, workload: Workload) -> Iterator[JobEvent]:
+    def _as_rayjob(self, target: RayJobTarget, workload: Workload) -> Generator[JobEvent, None, None]:
         jobs, spec, options = target.jobs, target.spec, target.options
         name = spec.name
         job_id = workload.submission_id or rayjob_submission_id(name)
@@ -275,9 +275,7 @@ class JobRunner:
             for state in jobs.follow(name, self.poll_interval_s):
                 if state.phase() != last:
                     last = state.phase()
-                    yield JobPhase(
-                        _phase_line(state), *last, reason=state.reason, cluster_name=state.cluster_name
-                    )
+                    yield JobPhase(_phase_line(state), *last, reason=state.reason, cluster_name=state.cluster_name)
                 if state.failed_attempts > failures and not state.finished:
                     failures = state.failed_attempts
                     yield AttemptFailed(failures, options.backoff_limit + 1, state.reason)

@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from typing import Self
 
 
 @dataclass
@@ -66,7 +67,7 @@ class UsageSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ray-usage-sampler", daemon=True)
 
-    def __enter__(self) -> UsageSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -22,6 +22,7 @@ controller: pods never start on their own (that is the local KubeRay operator's 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ import threading
 from collections.abc import Iterable
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from .auth import Authorizer, allow_all
 from .faults import FaultInjector
@@ -112,7 +113,7 @@ class ApiServer:
         """Base URL, e.g. ``http://127.0.0.1:40123`` (valid after :meth:`start`)."""
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> ApiServer:
+    def start(self) -> Self:
         """Bind and serve in a background thread; returns ``self``."""
         if self._httpd is not None:
             return self
@@ -138,10 +139,8 @@ class ApiServer:
         self.store.close()
         self._httpd.shutdown()
         for conn in list(self._connections):
-            try:
-                conn.shutdown(socket.SHUT_RDWR)  # wake handler threads idling on keep-alive reads
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # wake handler threads idling on keep-alive reads
+                conn.shutdown(socket.SHUT_RDWR)
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -159,7 +158,7 @@ class ApiServer:
         tmp.write_text(json.dumps(self.store.dump()))
         tmp.replace(self.state_file)
 
-    def __enter__(self) -> ApiServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

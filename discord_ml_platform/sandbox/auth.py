@@ -70,7 +70,7 @@ class RbacAuthorizer:
         cr_t = reg.get(RBAC_GROUP, "v1", "clusterroles")
         role_t = reg.get(RBAC_GROUP, "v1", "roles")
         assert crb_t and rb_t and cr_t and role_t
-        bindings = [(b, None) for b in self.store.select(crb_t, None)]
+        bindings: list[tuple[dict[str, Any], str | None]] = [(b, None) for b in self.store.select(crb_t, None)]
         if namespace:
             bindings += [(b, namespace) for b in self.store.select(rb_t, namespace)]
         for binding, ns in bindings:

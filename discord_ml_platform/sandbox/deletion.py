@@ -132,8 +132,7 @@ class DeletionMixin:
                 if current is not None:
                     self._delete(dep_rt, current, "Foreground")
             self._finish_foreground(uid)
-            current = self._uids.get(uid)
-            return (obj, False) if current else (obj, True)
+            return (obj, False) if self._uids.get(uid) else (obj, True)
         if obj["metadata"].get("finalizers"):
             return self._mark_deleting(rt, obj), False
         return self._drop(rt, obj), True

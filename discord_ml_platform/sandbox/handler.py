@@ -7,6 +7,7 @@ authentication (bearer token), authorization hook, then the store. Every error g
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import select
@@ -75,10 +76,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 
     def finish(self) -> None:
         self.app._connections.discard(self.connection)
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -167,10 +166,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             time.sleep(out.latency_s)
         if out.drop_connection:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return True
         if out.status_code:
             reason = _ERROR_REASONS.get(out.status_code, "InternalError")

@@ -39,7 +39,7 @@ import threading
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from discord_ml_platform.backends.base import ClusterHandle
 from discord_ml_platform.backends.kuberay import make_api_client
@@ -125,7 +125,7 @@ class SandboxOperator:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> SandboxOperator:
+    def start(self) -> Self:
         """Start watching and reconciling in background threads; returns ``self``."""
         if not self._started:
             self._started = True
@@ -170,7 +170,7 @@ class SandboxOperator:
         if self._owns_client:
             self.api_client.close()
 
-    def __enter__(self) -> SandboxOperator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

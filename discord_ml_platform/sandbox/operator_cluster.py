@@ -10,11 +10,15 @@ that answers.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
+
+import psutil
 
 from discord_ml_platform.backends.base import ClusterHandle, PhaseEvent
 from discord_ml_platform.backends.kuberay_retry import RetryPolicy, call_with_retries, status_code
@@ -364,11 +368,9 @@ def _images(pod: objs.Obj) -> list[str]:
 def _metrics_port(head_pid: int) -> int | None:
     """The head's ``--metrics-export-port`` (LocalBackend picks it but does not record it)."""
     for proc in process_tree([head_pid]):
-        try:
+        with contextlib.suppress(psutil.Error):  # gone or not ours to read: not the head's node
             cmdline = proc.cmdline()
-        except Exception:
-            continue
-        for flag, value in zip(cmdline, cmdline[1:]):
-            if flag == "--metrics-export-port" and value.isdigit():
-                return int(value)
+            for flag, value in itertools.pairwise(cmdline):
+                if flag == "--metrics-export-port" and value.isdigit():
+                    return int(value)
     return None

@@ -254,7 +254,9 @@ class RayJobReconciler:
 
     def _past_deadline(self, spec: objs.Obj) -> bool:
         deadline, started = spec.get("activeDeadlineSeconds"), _parse(self.status.get("startTime"))
-        return bool(deadline) and started is not None and time.time() > started + int(deadline)
+        if not deadline or started is None:
+            return False
+        return time.time() > started + int(deadline)
 
     def _suspend_requested(self) -> bool:
         return bool((self._current().get("spec") or {}).get("suspend"))

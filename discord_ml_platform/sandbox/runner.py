@@ -22,6 +22,7 @@ import signal
 import tempfile
 import threading
 from pathlib import Path
+from typing import Self
 
 from .apiserver import ApiServer
 from .faults import FaultInjector
@@ -72,7 +73,7 @@ class KubeRaySandbox:
         """The API server's URL."""
         return self.server.url
 
-    def start(self) -> KubeRaySandbox:
+    def start(self) -> Self:
         """Start the server, write the kubeconfig, start the operator and wait for its first list."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.server.start()
@@ -96,7 +97,7 @@ class KubeRaySandbox:
         finally:
             self.server.stop()
 
-    def __enter__(self) -> KubeRaySandbox:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -10,6 +10,7 @@ them safely. Public methods return deep copies.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import threading
 from collections import deque
@@ -366,7 +367,7 @@ class Store(DeletionMixin):
                 raise gone(f"too old resource version: {rv} ({self._compacted + 1})")
             return rv
 
-    def wait_events(self, after: int, timeout: float) -> tuple[list[WatchEvent], int]:
+    def wait_events(self, after: int, timeout: float) -> tuple[builtins.list[WatchEvent], int]:
         """Events after version ``after``, waiting up to ``timeout`` seconds for one.
 
         Returns:

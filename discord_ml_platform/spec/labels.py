@@ -24,6 +24,10 @@ CLUSTER = f"{PREFIX}/cluster"
 # Expiry as UTC seconds since the epoch: sortable, and a valid label value (no ':' allowed).
 EXPIRES_AT = f"{PREFIX}/expires-at"
 
+# Dagster run tag naming the GPU pool a run's cluster uses: what the run coordinator's per-pool
+# limits count (dagster.yaml). Set from the run config by every launcher.
+GPU_POOL_RUN_TAG = "dmp/gpu-pool"
+
 MAX_VALUE = 63
 _VALID_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _INVALID_CHARS = re.compile(r"[^-A-Za-z0-9_.]+")

@@ -76,7 +76,8 @@ def render_env(policy: SecurityPolicy, extra: Mapping[str, str] | None = None, *
     if gpus:
         env.update({k: v for k, v in policy.nccl_env.items() if k not in env})
     # The policy check rejects reserved names in ``extra``; user values may override NCCL ones.
-    env.update({k: extra[k] for k in sorted(extra or {}) if k not in ("RAY_USAGE_STATS_ENABLED", "RAY_AUTH_MODE")})
+    extra = extra or {}
+    env.update({k: extra[k] for k in sorted(extra) if k not in ("RAY_USAGE_STATS_ENABLED", "RAY_AUTH_MODE")})
     return [{"name": name, "value": value} for name, value in env.items()]
 
 

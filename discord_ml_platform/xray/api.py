@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 
@@ -29,8 +29,11 @@ BackendParam = Annotated[str, Path(pattern=BACKEND_PATTERN, description="local o
 NamespaceParam = Annotated[str, Path(pattern=NAME_PATTERN, max_length=253)]
 NameParam = Annotated[str, Path(pattern=NAME_PATTERN, max_length=253)]
 FilterParam = Annotated[str | None, Query(max_length=253)]
-ERRORS = {404: {"model": Problem}, 422: {"description": "Invalid name, namespace or query value"}}
-WRITE_ERRORS = {**ERRORS, 401: {"model": Problem}, 403: {"model": Problem}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem},
+    422: {"description": "Invalid name, namespace or query value"},
+}
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 401: {"model": Problem}, 403: {"model": Problem}}
 
 
 def cluster_filters(

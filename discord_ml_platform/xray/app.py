@@ -29,7 +29,11 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 
 def default_launchers(backends: Mapping[str, ClusterBackend], settings: XRaySettings) -> dict[str, NotebookLauncher]:
-    """JupyterLab as a local process for ``local``, as a pod beside the cluster for ``kuberay``."""
+    """JupyterLab as a local process for ``local``, as a pod beside the cluster for ``kuberay``.
+
+    A notebook pod runs ``settings.notebook_image`` when set, else the cluster's own image, else
+    the platform's CPU image (``settings.platform_config.images.cpu``).
+    """
     from discord_ml_platform.xray.notebook_local import LocalProcessLauncher
 
     launchers: dict[str, NotebookLauncher] = {}
@@ -37,7 +41,9 @@ def default_launchers(backends: Mapping[str, ClusterBackend], settings: XRaySett
         if name == "kuberay":
             from discord_ml_platform.xray.notebook_pod import PodNotebookLauncher
 
-            launchers[name] = PodNotebookLauncher(backend, settings.notebook_image, settings.platform_config)
+            launchers[name] = PodNotebookLauncher(
+                backend, settings.notebook_image, settings.platform_config, auth_mode=settings.ray_auth_mode
+            )
         else:
             launchers[name] = LocalProcessLauncher(
                 settings.state_dir / "notebook-work", auth_mode=settings.ray_auth_mode
@@ -57,6 +63,8 @@ def create_app(
     Args:
         settings: Token, Dagster URL, refresh and notebook settings.
         backends: Backends by name; each key must be the backend's ``name`` (``local``, ``kuberay``).
+            The caller owns them and closes them after the app stops (its shutdown waits for
+            listings in flight).
         launchers: Notebook launcher per backend name; default :func:`default_launchers`.
         run_reaper: Run the notebook reaper while the app is up (lifespan).
 
@@ -84,6 +92,9 @@ def create_app(
             yield
         finally:
             notebooks.stop_reaper()
+            # A listing still in flight uses the backends' clients: whoever closes them (``dmp xray``,
+            # after the server stops) must find none running.
+            service.wait_idle()
 
     app = FastAPI(
         title="X-Ray",

@@ -148,11 +148,14 @@ def _latest_job_log(info: ClusterInfo, lines: int, timeout_s: float, auth_mode: 
         return LogTail(error=jobs.error or "no logs: the cluster ran no Ray job yet")
     newest = jobs.jobs[0]
     job_id = newest.submission_id or newest.job_id
+    endpoints = info.endpoints
+    if not job_id or endpoints is None:  # list_jobs answered, so both are known; a guard for the types
+        return LogTail(error="no logs: the newest Ray job has no id")
 
     def fetch() -> str:
         from discord_ml_platform.jobs import job_client
 
-        return str(job_client(info.endpoints.dashboard_url, auth_mode).get_job_logs(job_id))  # type: ignore[union-attr]
+        return str(job_client(endpoints.dashboard_url, auth_mode).get_job_logs(job_id))
 
     try:
         text = with_deadline(fetch, timeout_s)

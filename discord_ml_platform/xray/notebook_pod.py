@@ -16,7 +16,6 @@ from typing import Any
 
 from discord_ml_platform.backends import ClusterBackend, ClusterInfo
 from discord_ml_platform.spec import DEFAULT_PLATFORM_CONFIG, PlatformConfig
-from discord_ml_platform.spec.cluster_spec import DEFAULT_IMAGE
 from discord_ml_platform.spec.labels import CLUSTER, MANAGED_BY, MANAGED_BY_VALUE, PREFIX, label_value
 from discord_ml_platform.spec.render_pod import (
     TMP_VOLUME,
@@ -86,6 +85,7 @@ def render_notebook_pod(
     image: str,
     idle_timeout_s: int,
     platform_config: PlatformConfig = DEFAULT_PLATFORM_CONFIG,
+    auth_mode: str | None = None,
 ) -> Manifest:
     """The JupyterLab pod for ``cluster``.
 
@@ -97,6 +97,8 @@ def render_notebook_pod(
         image: Image with Ray and JupyterLab (normally the cluster's own).
         idle_timeout_s: JupyterLab shuts down (and culls kernels) after this long idle.
         platform_config: Policy (user, group, pull policy, service account) and catalog (pool).
+        auth_mode: ``RAY_AUTH_MODE`` of the notebook's Ray client (the platform's, which
+            ``DMP_RAY_AUTH_MODE`` may set); default the policy's.
     """
     policy = platform_config.policy
     pool = platform_config.catalog.types.get("cpu")
@@ -119,7 +121,7 @@ def render_notebook_pod(
         ],
         "env": [
             {"name": "RAY_ADDRESS", "value": ray_address},
-            {"name": "RAY_AUTH_MODE", "value": policy.ray_auth_mode},
+            {"name": "RAY_AUTH_MODE", "value": auth_mode or policy.ray_auth_mode},
             {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
             {"name": "HOME", "value": "/tmp"},
             {"name": "JUPYTER_TOKEN", "valueFrom": {"secretKeyRef": {"name": notebook_name(cluster), "key": "token"}}},
@@ -155,6 +157,27 @@ def render_notebook_pod(
     }
 
 
+def image_of_raycluster(raycluster: Mapping[str, Any]) -> str | None:
+    """The image of a RayCluster's head container (the Ray container of the head group)."""
+    head = (raycluster.get("spec") or {}).get("headGroupSpec") or {}
+    containers = ((head.get("template") or {}).get("spec") or {}).get("containers") or []
+    images = [c.get("image") for c in containers if isinstance(c, Mapping) and c.get("image")]
+    named = [c.get("image") for c in containers if isinstance(c, Mapping) and c.get("name") == "ray-head"]
+    return str((named or images or [None])[0] or "") or None
+
+
+def notebook_image(configured: str | None, cluster_image: str | None, platform_config: PlatformConfig) -> str:
+    """The image of a cluster's notebook pod.
+
+    Args:
+        configured: ``DMP_XRAY_NOTEBOOK_IMAGE`` (``settings.notebook_image``), which wins when set.
+        cluster_image: The image the cluster runs: it has Ray of the cluster's version and the
+            workload's code, so the notebook's driver matches the cluster.
+        platform_config: Its CPU image is the fallback (the pod runs on the ``cpu`` pool).
+    """
+    return configured or cluster_image or platform_config.images.cpu
+
+
 def in_cluster_ray_address(info: ClusterInfo) -> str:
     """The head's GCS address as pods see it: the head service's DNS name, else the backend's address."""
     details: Mapping[str, Any] = info.details if isinstance(info.details, Mapping) else {}
@@ -171,8 +194,10 @@ class PodNotebookLauncher:
 
     Args:
         backend: A backend with an ``api_client`` (the kuberay backend has one).
-        image: Notebook image; default the platform's Ray image.
-        platform_config: Policy and catalog for the pod.
+        image: Notebook image for every cluster; default (``None``) each cluster's own image, else
+            the platform's CPU image (see :func:`notebook_image`).
+        platform_config: Policy, catalog and images for the pod.
+        auth_mode: ``RAY_AUTH_MODE`` of the notebooks' Ray clients; default the policy's.
     """
 
     kind = "pod"
@@ -182,6 +207,7 @@ class PodNotebookLauncher:
         backend: ClusterBackend,
         image: str | None = None,
         platform_config: PlatformConfig = DEFAULT_PLATFORM_CONFIG,
+        auth_mode: str | None = None,
     ) -> None:
         from kubernetes import client
 
@@ -189,8 +215,29 @@ class PodNotebookLauncher:
         if api_client is None:
             raise NotebookError(f"backend {backend.name!r} has no Kubernetes client for notebook pods")
         self.core = client.CoreV1Api(api_client)
-        self.image = image or DEFAULT_IMAGE
+        self.custom = client.CustomObjectsApi(api_client)
+        self.image = image
         self.platform_config = platform_config
+        self.auth_mode = auth_mode
+
+    def cluster_image(self, info: ClusterInfo) -> str | None:
+        """The image ``info``'s cluster runs: from what its backend reported, else from its RayCluster.
+
+        ``None`` when neither tells (the RayCluster cannot be read): the platform's image is used.
+        """
+        details: Mapping[str, Any] = info.details if isinstance(info.details, Mapping) else {}
+        kept = details.get("spec")
+        if isinstance(kept, Mapping) and kept.get("image"):
+            return str(kept["image"])
+        if details.get("image"):  # the kuberay backend reads it off the head's container
+            return str(details["image"])
+        try:
+            raycluster = self.custom.get_namespaced_custom_object(
+                "ray.io", "v1", info.handle.namespace, "rayclusters", info.handle.name, _request_timeout=(5, 10)
+            )
+        except Exception:  # unreadable (RBAC, a blip): the platform's image still runs a notebook
+            return None
+        return image_of_raycluster(raycluster) if isinstance(raycluster, Mapping) else None
 
     def launch(self, info: ClusterInfo, token: str, idle_timeout_s: int) -> NotebookRecord:
         """Create the Secret and the pod (replacing a finished pod of the same name).
@@ -219,9 +266,10 @@ class PodNotebookLauncher:
             ns,
             uid,
             in_cluster_ray_address(info),
-            image=self.image,
+            image=notebook_image(self.image, None if self.image else self.cluster_image(info), self.platform_config),
             idle_timeout_s=idle_timeout_s,
             platform_config=self.platform_config,
+            auth_mode=self.auth_mode,
         )
         try:
             self.core.create_namespaced_secret(ns, secret, _request_timeout=(5, 15))

@@ -1,8 +1,8 @@
 """The service layer: backends' ``ClusterInfo`` turned into the dashboard's view models.
 
-Prices and row facts come from the CLI's own :func:`~discord_ml_platform.cli.views.cluster_row`,
-so ``dmp cluster list`` and the dashboard never disagree. Cost so far is the hourly price times
-the hours since the cluster was created.
+Prices and row facts come from the core's :func:`~discord_ml_platform.fleet.cluster_row` (with the
+catalog in effect, ``settings.platform_config``), as ``dmp cluster list``'s do, so the two never
+disagree. Cost so far is the hourly price times the hours since the cluster was created.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from discord_ml_platform.backends import ClusterBackend, ClusterInfo
-from discord_ml_platform.cli.views import cluster_row, display_cells
+from discord_ml_platform.fleet import cluster_row, cost_so_far, display_cells
 from discord_ml_platform.xray.models import (
     BackendError,
     ClusterDetail,
@@ -123,8 +123,8 @@ def phase_of(info: ClusterInfo) -> str:
         return str(details["reason"])
     if str(details.get("head_pod_ready")) == "True":
         return f"head ready, workers {info.ready_workers}/{info.desired_workers}"
-    conditions = details.get("conditions") or []
-    for cond in reversed(list(conditions)):
+    conditions = details.get("conditions")
+    for cond in reversed(list(conditions) if isinstance(conditions, (list, tuple)) else []):
         if isinstance(cond, Mapping) and cond.get("reason"):
             return str(cond["reason"])
     return status
@@ -224,7 +224,7 @@ class ClusterService:
         now = now or datetime.now(UTC)
         row = display_cells(cluster_row(info, self.settings.platform_config.catalog, now), now)
         price = row["hourly_price_usd"]
-        cost = round(price * row["age_seconds"] / 3600, 4) if price is not None else None
+        cost = cost_so_far(row)
         machine = f"{row['gpu_type'] or '?'}"
         if row["gpus_per_worker"]:
             machine += f" x {row['gpus_per_worker']}"
@@ -317,7 +317,8 @@ class ClusterService:
         """Spec summary, conditions and events of one cluster."""
         view = self.view(info)
         details: Mapping[str, Any] = info.details if isinstance(info.details, Mapping) else {}
-        kept = details.get("spec") if isinstance(details.get("spec"), Mapping) else {}
+        kept_spec = details.get("spec")
+        kept: Mapping[str, Any] = kept_spec if isinstance(kept_spec, Mapping) else {}
         spec: dict[str, Any] = {k: kept[k] for k in SPEC_FIELDS if kept.get(k) is not None}
         spec.setdefault("gpu_type", view.gpu_type)
         spec.setdefault("gpus_per_worker", view.gpus_per_worker)

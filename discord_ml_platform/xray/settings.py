@@ -1,4 +1,8 @@
-"""Settings of the X-Ray dashboard, from arguments or ``DMP_XRAY_*`` environment variables."""
+"""Settings of the X-Ray dashboard, from arguments or ``DMP_XRAY_*`` environment variables.
+
+Only the dashboard's own variables are read here; the platform's (``DMP_PLATFORM_CONFIG``,
+``DMP_RAY_AUTH_MODE``...) come from the platform core and are passed in (``dmp xray`` does).
+"""
 
 from __future__ import annotations
 
@@ -38,11 +42,12 @@ class XRaySettings:
         reaper_interval_s: How often the reaper looks at notebooks.
         state_dir: Notebook records (and local notebooks' working dirs).
         notebook_image: Image of notebook pods on KubeRay; ``None``: the cluster's image, else
-            the platform's default Ray image.
+            the platform's CPU image (``platform_config.images.cpu``).
         log_lines: Lines of log tail shown on a cluster page.
         delete_timeout_s: How long a delete waits for the cluster to be gone.
-        platform_config: Catalog (prices) and policy (pod security) in effect.
-        ray_auth_mode: ``RAY_AUTH_MODE`` for Jobs API clients and notebooks.
+        platform_config: Catalog (prices), policy (pod security) and Ray images in effect; ``dmp
+            xray`` passes the platform core's.
+        ray_auth_mode: ``RAY_AUTH_MODE`` for Jobs API clients and notebooks (``dmp xray``: the core's).
     """
 
     token: str | None = field(default=None, repr=False)

@@ -79,8 +79,15 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_session, windows, small_
     """Rank 1 dies abruptly at the start of epoch 1 (first attempt only); Ray Train restarts the
     group (FailureConfig), every worker restores the epoch-0 checkpoint, and the run finishes.
     Sharded (row-wise) tables on 2 workers, so the restore also re-shards the checkpoint."""
-    from discord_ml_platform.ads.train import fit_with_ray_train
+    import functools
 
+    import drivers.faults
+    from drivers.faults import KillRankOnce
+    from ray import cloudpickle
+
+    from discord_ml_platform.ads.train import fit_with_ray_train, train_loop_per_worker
+
+    cloudpickle.register_pickle_by_value(drivers.faults)  # Ray's workers cannot import the tests
     marker = tmp_path / "killed-once"
     config = TrainLoopConfig(
         train_path=str(windows["train"]),
@@ -90,8 +97,6 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_session, windows, small_
         max_train_rows=4_000,
         model=RankerConfig.from_schema(small_world.schema, embedding_dim=8),
         sharding="row",
-        fail_at_epoch=1,
-        fail_marker=str(marker),
         emit_pipes_metrics=False,
     )
     result = fit_with_ray_train(
@@ -102,6 +107,7 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_session, windows, small_
         name="quest-ranker-failure",
         max_failures=1,
         cpus_per_worker=0.5,
+        train_loop=functools.partial(train_loop_per_worker, on_epoch_start=KillRankOnce(epoch=1, marker=str(marker))),
     )
     assert marker.exists(), "the failure hook never fired"
     assert result.metrics["epoch"] == 2

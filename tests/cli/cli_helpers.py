@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# Variables that would make the CLI look at a real cluster or another config than the test's.
-_SCRUBBED = (
-    "KUBECONFIG", "DMP_KUBECONFIG", "DMP_KUBE_CONTEXT", "DMP_PLATFORM_CONFIG", "DMP_BACKEND",
-    "DMP_NAMESPACE", "DMP_RAY_AUTH_MODE", "RAY_ADDRESS", "KUBERNETES_SERVICE_HOST",
-)
+# Variables that would make the CLI look at a real cluster or another config than the test's: every
+# platform setting (DMP_*: backend, kubeconfig, config file, images...) and the standard ones.
+_SCRUBBED = ("KUBECONFIG", "RAY_ADDRESS", "KUBERNETES_SERVICE_HOST")
 
 
 def cli_env(root: Path, **extra: str) -> dict[str, str]:
@@ -25,7 +23,7 @@ def cli_env(root: Path, **extra: str) -> dict[str, str]:
     ``KUBECONFIG`` names a file that does not exist, so backend auto-detection is deterministic
     (local) whatever the machine's ``~/.kube/config`` says.
     """
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("DMP_")}
     env.update(
         DMP_LOCAL_STATE_DIR=str(root / "state"),
         DMP_RAY_TEMP_ROOT=str(root / "r"),

@@ -60,21 +60,43 @@ def test_prod_storage_is_postgres_with_every_credential_from_the_environment(mon
     assert process_config(DagsterPostgresStorage.config_type(), storage["postgres"]).success
 
 
-def helm_limits() -> list[dict[str, Any]]:
+def helm_coordinator() -> dict[str, Any]:
     coordinator = helm_values()["dagsterDaemon"]["runCoordinator"]
-    assert coordinator["enabled"] and coordinator["type"] == "QueuedRunCoordinator"
-    return coordinator["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]
+    assert coordinator["enabled"] and coordinator["type"] == "CustomRunCoordinator"
+    return coordinator["config"]["customRunCoordinator"]
 
 
-def test_gpu_pool_limits_are_the_same_locally_in_prod_and_in_the_chart() -> None:
+def test_gpu_pool_limits_and_coordinator_are_the_same_locally_in_prod_and_in_the_chart() -> None:
     local = yaml.safe_load((ROOT / "dagster.yaml").read_text())["run_coordinator"]
     production = prod()["run_coordinator"]
-    assert production["class"] == local["class"] == "QueuedRunCoordinator"
-    assert production["config"] == local["config"]
-    assert helm_limits() == local["config"]["tag_concurrency_limits"]
-    assert {limit["key"] for limit in helm_limits()} == {"dmp/gpu-pool"}
-    queued = helm_values()["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
-    assert queued["maxConcurrentRuns"] == local["config"]["max_concurrent_runs"]
+    chart = helm_coordinator()
+    for coordinator in (local, production, chart):
+        assert (coordinator["module"], coordinator["class"]) == ("resources.run_coordinator", "GpuPoolRunCoordinator")
+    assert production["config"] == local["config"] == chart["config"]
+    assert {limit["key"] for limit in local["config"]["tag_concurrency_limits"]} == {"dmp/gpu-pool"}
+
+
+def test_the_processes_that_submit_runs_can_load_the_run_coordinator() -> None:
+    """The webserver (Launchpad) and the daemon (schedules, sensors) submit runs through the coordinator,
+    so they run the code-location image, which holds ``resources.run_coordinator``."""
+    values = helm_values()
+    code_location = values["dagster-user-deployments"]["deployments"][0]["image"]
+    for component in ("dagsterWebserver", "dagsterDaemon"):
+        image = values[component]["image"]
+        assert (image["repository"], image["tag"]) == (code_location["repository"], code_location["tag"]), component
+
+
+def test_the_gpu_pool_run_coordinator_is_a_valid_instance_run_coordinator(tmp_path: Path) -> None:
+    import dagster as dg
+
+    from resources.run_coordinator import GpuPoolRunCoordinator
+
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        coordinator = instance.run_coordinator
+        assert isinstance(coordinator, GpuPoolRunCoordinator)
+        limits = coordinator.get_run_queue_config().tag_concurrency_limits
+        assert {"key": "dmp/gpu-pool", "value": "cpu", "limit": 2} in limits
 
 
 def test_run_monitoring_and_retries_agree_with_the_chart() -> None:

@@ -124,7 +124,7 @@ def test_platform_smoke_test_runs_on_postgres_storage(postgres: Postgres, tmp_pa
     import dagster as dg
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
-    from pipelines.definitions import defs
+    from pipelines.definitions import build_definitions
 
     for key, value in postgres.env().items():
         monkeypatch.setenv(key, value)
@@ -133,7 +133,7 @@ def test_platform_smoke_test_runs_on_postgres_storage(postgres: Postgres, tmp_pa
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
-        job = defs.resolve_job_def("platform_smoke_test")
+        job = build_definitions().resolve_job_def("platform_smoke_test")
         for _ in range(3):
             result = job.execute_in_process(instance=instance, raise_on_error=False)
             # Ray's dashboard can answer before its job agent registered (seen on a loaded 2-core

@@ -27,7 +27,8 @@ from .helpers import ray_processes, rayclusters
 
 
 def cluster_resource(kubeconfig: str, ready_timeout_s: float = 150) -> RayClusterResource:
-    return RayClusterResource(backend="kuberay", kubeconfig=kubeconfig, ready_timeout_s=ready_timeout_s, owner="tests")
+    return RayClusterResource(backend="kuberay", kubeconfig=kubeconfig, ready_timeout_s=ready_timeout_s, owner="tests",
+                              workers=0, head_memory="1Gi")
 
 
 SEEN: dict[str, object] = {}

@@ -13,7 +13,8 @@ from .helpers import ray_processes, rayclusters
 @pytest.mark.timeout(240)
 def test_platform_smoke_on_kuberay_streams_logs_reports_cost_and_tears_down(kubeconfig: str, sandbox) -> None:
     resources = {
-        "ray_cluster": RayClusterResource(backend="kuberay", kubeconfig=kubeconfig, ready_timeout_s=150, owner="tests"),
+        "ray_cluster": RayClusterResource(backend="kuberay", kubeconfig=kubeconfig, ready_timeout_s=150, owner="tests",
+                                          workers=0, head_memory="1Gi"),
         "pipes_ray": PipesRayJobClient(),
     }
     run_config = {"ops": {"platform_smoke": {"config": {"tasks": 3}}}}

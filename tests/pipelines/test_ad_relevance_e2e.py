@@ -13,8 +13,9 @@ import pytest
 
 from discord_ml_platform.backends.local import LocalBackend
 from discord_ml_platform.jobs import job_client
-from pipelines.definitions import defs
+from pipelines.definitions import build_definitions
 
+defs = build_definitions()
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,7 +31,6 @@ def test_pipeline_materializes_every_asset_on_a_local_cluster_and_tears_it_down(
     run_config = {"ops": {
         "quests_window": {"config": {"rows": 6000}},
         "ad_relevance_model": {"config": {"epochs": 1, "batch_size": 512}},
-        "ad_relevance_evaluation": {"config": {"epochs": 1}},
         "ad_relevance_scores": {"config": {"batch_size": 2048}},
     }}
     with dg.instance_for_test() as instance:
@@ -65,11 +65,11 @@ def test_pipeline_materializes_every_asset_on_a_local_cluster_and_tears_it_down(
 def test_interrupting_a_run_stops_the_ray_job_and_deletes_the_cluster(tmp_path):
     """SIGINT to `dagster job execute` (Dagster's interrupt) mid-job: nothing is left running."""
     config = tmp_path / "run.yaml"
-    config.write_text(f"ops:\n  platform_smoke:\n    config:\n      release_file: {tmp_path / 'never'}\n")
+    config.write_text(f"ops:\n  faulty_smoke:\n    config:\n      release_file: {tmp_path / 'never'}\n")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     run = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "job", "execute", "-m", "pipelines.definitions",
-         "-j", "platform_smoke_test", "-c", str(config)],
+        [sys.executable, "-m", "dagster", "job", "execute", "-d", str(ROOT / "tests"), "-m", "drivers.smoke_defs",
+         "-a", "defs", "-j", "faulty_smoke_test", "-c", str(config)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     backend = LocalBackend()
@@ -113,21 +113,20 @@ def test_gated_release_fits_the_baseline_with_xgboost_trainer_promotes_and_score
     The gate is opened (``min_gain_over_baseline: -1``) because at test size the network need not
     beat XGBoost; which way the checks decide is covered in ``test_ad_relevance_quality``."""
     from discord_ml_platform.ads.registry import ModelRegistry
-    from resources.storage import DataRootResource
+    from resources import DataRootResource
 
     job = defs.resolve_job_def("ad_relevance_gated_release")
-    gate = {"config": {"model_name": "gated-e2e", "min_gain_over_baseline": -1.0}}
-    run_config = {"ops": {
-        "quests_window": {"config": {"rows": 6000}},
-        "ad_relevance_model": {"config": {"model_name": "gated-e2e", "epochs": 1, "batch_size": 256}},
-        "ad_relevance_evaluation": {"config": {"model_name": "gated-e2e", "epochs": 1}},
-        "ad_relevance_baseline": {"config": {"model_name": "gated-e2e", "use_ray_trainer": True, "workers": 2,
-                                             "cpus": 0.5, "max_depth": 4, "num_boost_round": 40}},
-        "ad_relevance_evaluation_candidate_beats_baseline": gate,
-        "ad_relevance_evaluation_candidate_not_worse_than_champion": gate,
-        "ad_relevance_promotion": gate,
-        "ad_relevance_scores": {"config": {"model_name": "gated-e2e", "batch_size": 2048, "model_source": "champion"}},
-    }}
+    run_config = {
+        "ops": {
+            "quests_window": {"config": {"rows": 6000}},
+            "ad_relevance_model": {"config": {"model_name": "gated-e2e", "epochs": 1, "batch_size": 256}},
+            "ad_relevance_baseline": {"config": {"use_ray_trainer": True, "cpus": 0.5, "max_depth": 4,
+                                                 "num_boost_round": 40}},
+            "ad_relevance_scores": {"config": {"batch_size": 2048, "model_source": "champion"}},
+        },
+        # One threshold for both checks and the promotion, set once for the run.
+        "resources": {"promotion_gate": {"config": {"min_gain_over_baseline": -1.0}}},
+    }
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(partition_key="2026-11-24", run_config=run_config, instance=instance)
         assert result.success

@@ -6,17 +6,32 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from discord_ml_platform.ads.params import MetadataKey
 from discord_ml_platform.ads.registry import ModelRegistry, promotion_decision
 from pipelines.ad_relevance_quality import (
-    QualityGateConfig,
+    PromotionGate,
     ad_relevance_promotion,
     candidate_beats_baseline,
     candidate_not_worse_than_champion,
 )
-from resources.storage import DataRootResource
+from resources import DataRootResource
 
 pytestmark = pytest.mark.timeout(60)
 PARTITION = "2026-01-15"
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def _trained(instance: dg.DagsterInstance, model_dir: Path) -> None:
+    """What ``ad_relevance_model`` records for the partition: the gate finds the model through it."""
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        asset_key="ad_relevance_model", partition=PARTITION,
+        metadata={MetadataKey.MODEL_NAME: "ad-relevance", MetadataKey.MODEL_DIR: dg.MetadataValue.path(str(model_dir))},
+    ))
 
 
 def _write(data_root: DataRootResource, auc: float, baseline_auc: float | None, champion_auc: float | None) -> Path:
@@ -33,11 +48,11 @@ def _write(data_root: DataRootResource, auc: float, baseline_auc: float | None, 
     return model_dir
 
 
-def _checks(data_root: DataRootResource) -> tuple[bool, bool]:
+def _checks(instance: dg.DagsterInstance) -> tuple[bool, bool]:
     results = []
     for check in (candidate_beats_baseline, candidate_not_worse_than_champion):
-        context = dg.build_op_context(partition_key=PARTITION)
-        results.append(check(context, QualityGateConfig(), data_root).passed)
+        context = dg.build_op_context(partition_key=PARTITION, instance=instance)
+        results.append(check(context, PromotionGate()).passed)
     return results[0], results[1]
 
 
@@ -57,15 +72,15 @@ def test_gate_decisions(auc, baseline, champion, expected) -> None:
     assert decision.promote == all(expected)
 
 
-def test_promotion_registers_and_promotes_only_when_gates_pass(tmp_path, monkeypatch) -> None:
+def test_promotion_registers_and_promotes_only_when_gates_pass(tmp_path, monkeypatch, instance) -> None:
     import pipelines.ad_relevance_quality as quality
 
     data_root = DataRootResource(path=str(tmp_path))
     registry = ModelRegistry(tmp_path)
 
-    _write(data_root, auc=0.95, baseline_auc=0.93, champion_auc=None)
-    context = dg.build_asset_context(partition_key=PARTITION)
-    result = ad_relevance_promotion(context, QualityGateConfig(), data_root)
+    _trained(instance, _write(data_root, auc=0.95, baseline_auc=0.93, champion_auc=None))
+    context = dg.build_asset_context(partition_key=PARTITION, instance=instance)
+    result = ad_relevance_promotion(context, PromotionGate(), data_root)
     meta = result.metadata
     assert meta["promoted"] is True or getattr(meta["promoted"], "value", None) is True
     champion = registry.get_champion("ad-relevance")
@@ -76,17 +91,17 @@ def test_promotion_registers_and_promotes_only_when_gates_pass(tmp_path, monkeyp
     # A worse candidate is registered but does not replace the champion.
     _write(data_root, auc=0.90, baseline_auc=0.93, champion_auc=0.95)
     monkeypatch.setattr(quality, "version_id", lambda partition, run_id: f"{partition}-second")
-    ad_relevance_promotion(dg.build_asset_context(partition_key=PARTITION), QualityGateConfig(), data_root)
+    ad_relevance_promotion(dg.build_asset_context(partition_key=PARTITION, instance=instance), PromotionGate(), data_root)
     assert registry.get_champion("ad-relevance").version == champion.version
     assert len(registry.versions("ad-relevance")) == 2
 
 
-def test_asset_checks_block_on_failure(tmp_path) -> None:
+def test_asset_checks_block_on_failure(tmp_path, instance) -> None:
     data_root = DataRootResource(path=str(tmp_path))
-    _write(data_root, auc=0.95, baseline_auc=0.93, champion_auc=0.94)
-    assert _checks(data_root) == (True, True)
+    _trained(instance, _write(data_root, auc=0.95, baseline_auc=0.93, champion_auc=0.94))
+    assert _checks(instance) == (True, True)
     _write(data_root, auc=0.92, baseline_auc=0.93, champion_auc=0.95)
-    assert _checks(data_root) == (False, False)
+    assert _checks(instance) == (False, False)
     assert candidate_beats_baseline.check_specs and all(s.blocking for s in candidate_beats_baseline.check_specs)
 
 
@@ -109,17 +124,30 @@ def test_registry_champion_pointer_is_atomic_and_versions_are_listed(tmp_path) -
         registry.promote("ad-relevance", "missing")
 
 
-def test_proposed_wiring_loads_and_orders_the_gate_before_scoring() -> None:
-    """The Definitions the code location gets once wired: checks in the training job, scores after promotion."""
-    from pipelines.ad_relevance_quality import AD_RELEVANCE_QUALITY_ASSETS, AD_RELEVANCE_QUALITY_CHECKS
-    from pipelines.assets import AD_RELEVANCE_ASSETS, PARTITIONS, platform_smoke
-    from pipelines.definitions import build_resources
+def test_gate_thresholds_are_set_once_per_run_for_the_checks_and_the_promotion(tmp_path, instance) -> None:
+    """One ``promotion_gate`` resource: a stricter threshold fails the check the default passes."""
+    data_root = DataRootResource(path=str(tmp_path))
+    _trained(instance, _write(data_root, auc=0.95, baseline_auc=0.94, champion_auc=None))
+    strict = PromotionGate(min_gain_over_baseline=0.02)
+    context = dg.build_op_context(partition_key=PARTITION, instance=instance)
+    assert candidate_beats_baseline(context, PromotionGate()).passed
+    assert not candidate_beats_baseline(context, strict).passed
+    result = ad_relevance_promotion(dg.build_asset_context(partition_key=PARTITION, instance=instance), strict, data_root)
+    assert getattr(result.metadata["promoted"], "value", result.metadata["promoted"]) is False
 
-    job = dg.define_asset_job("ad_relevance_training", selection=[*AD_RELEVANCE_ASSETS, *AD_RELEVANCE_QUALITY_ASSETS],
-                              partitions_def=PARTITIONS, executor_def=dg.in_process_executor)
-    defs = dg.Definitions(assets=[*AD_RELEVANCE_ASSETS, *AD_RELEVANCE_QUALITY_ASSETS, platform_smoke],
-                          asset_checks=AD_RELEVANCE_QUALITY_CHECKS, jobs=[job], resources=build_resources())
-    resolved = defs.resolve_job_def("ad_relevance_training")
+
+def test_the_gate_fails_clearly_when_the_partition_has_no_trained_model(instance) -> None:
+    context = dg.build_op_context(partition_key=PARTITION, instance=instance)
+    with pytest.raises(dg.Failure, match="no trained model for 2026-01-15"):
+        candidate_beats_baseline(context, PromotionGate())
+
+
+def test_the_release_job_orders_the_gate_before_scoring() -> None:
+    """Checks in the gated release job, scores after promotion."""
+    from pipelines.definitions import build_definitions
+
+    defs = build_definitions()
+    resolved = defs.resolve_job_def("ad_relevance_gated_release")
     graph = defs.resolve_asset_graph()
     scores_parents = graph.get(dg.AssetKey("ad_relevance_scores")).parent_keys
     assert dg.AssetKey("ad_relevance_promotion") in scores_parents

@@ -1,5 +1,6 @@
 """`dagster dev -w workspace.yaml` serves the code location, and a run launched the way the
-Launchpad launches it (GraphQL, edited config, queued coordinator + daemon) succeeds."""
+Launchpad launches it (GraphQL, edited config, the GPU-pool run coordinator + daemon) succeeds,
+tagged with the pool its edited config asks for."""
 
 import os
 import shutil
@@ -11,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance
 
 from discord_ml_platform.backends.local import LocalBackend
 from discord_ml_platform.backends.processes import free_ports, terminate_tree
@@ -50,7 +52,7 @@ def dagster_dev(tmp_path):
                     break
             except OSError:
                 time.sleep(0.5)
-        yield port
+        yield port, home
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -64,7 +66,8 @@ def dagster_dev(tmp_path):
 def test_launchpad_run_with_edited_config_succeeds(dagster_dev):
     from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-    client = DagsterGraphQLClient("127.0.0.1", port_number=dagster_dev)
+    port, home = dagster_dev
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     deadline = time.monotonic() + 120
     while True:  # the code location loads in the background after the server answers
         try:
@@ -80,9 +83,12 @@ def test_launchpad_run_with_edited_config_succeeds(dagster_dev):
     assets = {"/".join(a["assetKey"]["path"]) for a in repo["assetNodes"]}
     assert {"quests_window", "ad_relevance_model", "ad_relevance_evaluation", "ad_relevance_scores"} <= assets
 
+    # The Launchpad sends the job's tags (dmp/gpu-pool: cpu) with the config the user edited: here a
+    # head-only cluster on the l4 pool (the local backend gives Ray a nominal GPU; the smoke job uses none).
     run_id = client.submit_job_execution(
         "platform_smoke_test",
-        run_config={"ops": {"platform_smoke": {"config": {"tasks": 6}}}},
+        run_config={"ops": {"platform_smoke": {"config": {"tasks": 6}}},
+                    "resources": {"ray_cluster": {"config": {"gpu_pool": "l4", "workers": 0, "head_memory": "1Gi"}}}},
         tags={"dmp/gpu-pool": "cpu"},
     )
     deadline = time.monotonic() + 240
@@ -94,3 +100,11 @@ def test_launchpad_run_with_edited_config_succeeds(dagster_dev):
         time.sleep(1)
     assert status == "SUCCESS"
     assert LocalBackend().list() == []
+    with DagsterInstance.from_config(str(home)) as instance:
+        run = instance.get_run_by_id(run_id)
+        logs = [r.user_message for r in instance.all_logs(run_id)]
+    # Queued under the pool it uses: the coordinator tagged it before the daemon dequeued it, so the
+    # cluster resource found nothing to correct when the run started.
+    assert run.tags["dmp/gpu-pool"] == "l4"
+    assert not any("retagged" in line for line in logs)
+    assert any("requesting local Ray cluster" in line and "l4" in line for line in logs)

@@ -6,11 +6,12 @@ import dagster as dg
 import pytest
 
 from discord_ml_platform.ads.data import write_window
-from pipelines.definitions import defs
+from pipelines.definitions import build_definitions
 from pipelines.schedules import ad_relevance_daily_retrain
 from pipelines.sensors import new_quests_window_sensor
-from resources.storage import DataRootResource
+from resources import DataRootResource
 
+defs = build_definitions()
 pytestmark = pytest.mark.timeout(120)
 
 

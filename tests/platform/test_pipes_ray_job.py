@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from drivers import FAULTY_SMOKE
 
 from discord_ml_platform.jobs import job_client
 from resources import PipesRayJobClient
@@ -15,11 +16,13 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
 
 def smoke_asset(cluster, extras: dict) -> dg.AssetsDefinition:
+    """An asset that runs the tests' faulty smoke driver on ``cluster`` (a cluster it keeps, not the run's)."""
+
     @dg.asset(name="smoke_on_shared_cluster")
     def _asset(context: dg.AssetExecutionContext, pipes_ray: PipesRayJobClient):
-        invocation = yield from pipes_ray.stream(
-            context=context, cluster=cluster, extras=extras,
-            entrypoint="python -m discord_ml_platform.jobs.smoke",
+        invocation = yield from pipes_ray.run_on(
+            context=context, target=cluster.target(), extras=extras, **FAULTY_SMOKE,
+            describe=lambda result: {"ray_job_id": result.job_id, **result.usage, **cluster.metadata()},
         )
         yield invocation.get_materialize_result()
 
@@ -76,7 +79,7 @@ def test_a_failing_job_fails_the_step_with_its_last_lines(shared_cluster):
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     error = failure.step_failure_data.error
-    assert "FAILED" in error.message
+    assert "FAILED" in error.message and "on shared-test-cluster" in error.message
     assert "smoke job asked to fail" in str(failure.step_failure_data.user_failure_data.metadata["last_log_lines"].value)
 
 

@@ -14,30 +14,37 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from drivers.smoke_defs import faulty_smoke
 
-from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs, RayJobState
+from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs
+from discord_ml_platform.backends.rayjobs import RayJobState
 from pipelines.assets import platform_smoke
-from resources import PipesRayJobClient, RayClusterResource
-from resources.rayjob_mode import RayJobOptions
+from resources import PipesRayJobClient, RayClusterResource, RayJobConfig
 
 from .conftest import wait_until_clean
 from .helpers import events_about, stored
 
+TESTS = Path(__file__).resolve().parents[1]
 READY_S = 240  # a local Ray head takes 5-15 s on an idle 2-core machine, far longer on a busy one
 
 
 def resources(kubeconfig: str, **options: object) -> dict[str, object]:
     return {
+        # The shape in the constructor: a run config that set the resource's config would replace
+        # every value given here (Dagster's rule for configured resources).
         "ray_cluster": RayClusterResource(backend="kuberay", mode="rayjob", kubeconfig=kubeconfig, owner="tests",
-                                          rayjob=RayJobOptions(**{"ttl_seconds_after_finished": 3, **options})),
+                                          workers=0, head_memory="1Gi",
+                                          rayjob=RayJobConfig(**{"ttl_seconds_after_finished": 3, **options})),
         "pipes_ray": PipesRayJobClient(),
     }
 
 
-def smoke(kubeconfig: str, smoke_config: dict, **options: object) -> tuple[dg.ExecuteInProcessResult, list[str]]:
+def smoke(kubeconfig: str, smoke_config: dict, asset: dg.AssetsDefinition = faulty_smoke,
+          **options: object) -> tuple[dg.ExecuteInProcessResult, list[str]]:
+    run_config = {"ops": {asset.op.name: {"config": smoke_config}}}
     with dg.instance_for_test() as instance:
-        result = dg.materialize([platform_smoke], resources=resources(kubeconfig, **options), instance=instance,
-                                run_config={"ops": {"platform_smoke": {"config": smoke_config}}}, raise_on_error=False)
+        result = dg.materialize([asset], resources=resources(kubeconfig, **options), instance=instance,
+                                run_config=run_config, raise_on_error=False)
         logs = [r.user_message for r in instance.all_logs(result.run_id)]
     return result, logs
 
@@ -55,7 +62,7 @@ def failure_text(result: dg.ExecuteInProcessResult) -> str:
 @pytest.mark.ray
 @pytest.mark.timeout(READY_S + 120)
 def test_platform_smoke_runs_as_a_rayjob_streams_logs_and_is_gone_after_the_ttl(kubeconfig: str, sandbox) -> None:
-    result, logs = smoke(kubeconfig, {"tasks": 3})
+    result, logs = smoke(kubeconfig, {"tasks": 3}, platform_smoke)
     assert result.success, logs[-20:]
     [mat] = result.asset_materializations_for_node("platform_smoke")
     meta = mat.metadata
@@ -103,14 +110,13 @@ def test_a_job_past_its_deadline_is_stopped_and_fails_with_deadline_exceeded(kub
 
 KILLED_STEP = """
 import sys, dagster as dg
-from pipelines.assets import platform_smoke
-from resources import PipesRayJobClient, RayClusterResource
-from resources.rayjob_mode import RayJobOptions
+from drivers.smoke_defs import faulty_smoke
+from resources import PipesRayJobClient, RayClusterResource, RayJobConfig
 ray_cluster = RayClusterResource(backend="kuberay", mode="rayjob", kubeconfig=sys.argv[1], owner="tests",
-                                 rayjob=RayJobOptions(ttl_seconds_after_finished=3))
-dg.materialize([platform_smoke], resources={"ray_cluster": ray_cluster, "pipes_ray": PipesRayJobClient()},
+                                 workers=0, head_memory="1Gi", rayjob=RayJobConfig(ttl_seconds_after_finished=3))
+dg.materialize([faulty_smoke], resources={"ray_cluster": ray_cluster, "pipes_ray": PipesRayJobClient()},
                instance=dg.DagsterInstance.ephemeral(),
-               run_config={"ops": {"platform_smoke": {"config": {"tasks": 1, "release_file": sys.argv[2]}}}})
+               run_config={"ops": {"faulty_smoke": {"config": {"tasks": 1, "release_file": sys.argv[2]}}}})
 """
 
 
@@ -120,7 +126,7 @@ def test_a_step_killed_mid_job_leaves_the_job_to_kuberay_which_finishes_it_and_c
         kubeconfig: str, sandbox, tmp_path: Path) -> None:
     release = tmp_path / "release"
     step = subprocess.Popen([sys.executable, "-c", KILLED_STEP, kubeconfig, str(release)],
-                            env={**os.environ, "PYTHONPATH": os.getcwd()}, stdout=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), str(TESTS)])}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     jobs = KubeRayJobs(kubeconfig)
     try:

@@ -18,14 +18,16 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from drivers import FAULTY_SMOKE
 
-from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs, RayJobState
-from resources import PipesRayJobClient, RayClusterResource
-from resources.rayjob_mode import RayJobOptions
+from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs
+from discord_ml_platform.backends.rayjobs import RayJobState
+from resources import PipesRayJobClient, RayClusterResource, RayJobConfig
 
 from .conftest import wait_until_clean
 from .helpers import events_about, ray_processes, stored
 
+TESTS = Path(__file__).resolve().parents[1]
 READY_S = 240  # a local Ray head takes 5-15 s on an idle 2-core machine, far longer on a busy one
 
 
@@ -38,11 +40,11 @@ class FlakyConfig(dg.Config):
 @dg.asset
 def flaky_smoke(context: dg.AssetExecutionContext, config: FlakyConfig, ray_cluster: RayClusterResource,
                 pipes_ray: PipesRayJobClient) -> Iterator[dg.AssetObservation | dg.MaterializeResult]:
-    """The smoke job, failing its first attempt."""
+    """The tests' smoke driver, failing its first attempt, on a head-only cluster of its own."""
     spec = ray_cluster.spec_for_run(context.run_id, head_memory="1Gi", workers=0)
     invocation = yield from pipes_ray.run_workload(
-        context=context, ray_cluster=ray_cluster, spec=spec, entrypoint="python -m discord_ml_platform.jobs.smoke",
-        extras={"tasks": 2, "fail_once_marker": config.marker})
+        context=context, ray_cluster=ray_cluster, spec=spec, extras={"tasks": 2, "fail_once_marker": config.marker},
+        **FAULTY_SMOKE)
     yield invocation.get_materialize_result()
 
 
@@ -53,7 +55,7 @@ def test_a_job_that_fails_once_is_retried_on_a_new_cluster_and_the_step_follows_
     # backoff_limit=2, not 1: on a machine overloaded by other tests a local Ray head can die right after
     # it reported ready (SubmissionFailed); one spare attempt absorbs that, as it would on KubeRay.
     ray_cluster = RayClusterResource(backend="kuberay", mode="rayjob", kubeconfig=kubeconfig, owner="tests",
-                                     rayjob=RayJobOptions(ttl_seconds_after_finished=3, backoff_limit=2))
+                                     rayjob=RayJobConfig(ttl_seconds_after_finished=3, backoff_limit=2))
     with dg.instance_for_test() as instance:
         result = dg.materialize([flaky_smoke], resources={"ray_cluster": ray_cluster, "pipes_ray": PipesRayJobClient()},
                                 run_config={"ops": {"flaky_smoke": {"config": {"marker": str(tmp_path / "m")}}}},
@@ -82,14 +84,14 @@ def test_a_job_that_fails_once_is_retried_on_a_new_cluster_and_the_step_follows_
 
 INTERRUPTED_STEP = """
 import sys, dagster as dg
-from pipelines.assets import platform_smoke
-from resources import PipesRayJobClient, RayClusterResource
-from resources.rayjob_mode import RayJobOptions
+from drivers.smoke_defs import faulty_smoke
+from resources import PipesRayJobClient, RayClusterResource, RayJobConfig
 ray_cluster = RayClusterResource(backend="kuberay", mode="rayjob", kubeconfig=sys.argv[1], owner="tests",
-                                 rayjob=RayJobOptions(ttl_seconds_after_finished=3, on_terminate=sys.argv[3]))
-result = dg.materialize([platform_smoke], resources={"ray_cluster": ray_cluster, "pipes_ray": PipesRayJobClient()},
+                                 workers=0, head_memory="1Gi",
+                                 rayjob=RayJobConfig(ttl_seconds_after_finished=3, on_terminate=sys.argv[3]))
+result = dg.materialize([faulty_smoke], resources={"ray_cluster": ray_cluster, "pipes_ray": PipesRayJobClient()},
                         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
-                        run_config={"ops": {"platform_smoke": {"config": {"tasks": 1, "release_file": sys.argv[2]}}}})
+                        run_config={"ops": {"faulty_smoke": {"config": {"tasks": 1, "release_file": sys.argv[2]}}}})
 print("RUN SUCCESS" if result.success else "RUN FAILED", flush=True)
 """
 
@@ -126,7 +128,8 @@ def test_terminating_the_run_stops_the_rayjob_as_on_terminate_says(kubeconfig: s
     output = tmp_path / "step.log"
     with output.open("w") as out:
         step = subprocess.Popen([sys.executable, "-c", INTERRUPTED_STEP, kubeconfig, str(tmp_path / "never"),
-                                 on_terminate], env={**os.environ, "PYTHONPATH": os.getcwd(), "PYTHONUNBUFFERED": "1"},
+                                 on_terminate], env={**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), str(TESTS)]),
+                                                  "PYTHONUNBUFFERED": "1"},
                                 stdout=out, stderr=subprocess.STDOUT)
     jobs = KubeRayJobs(kubeconfig)
     try:

@@ -11,18 +11,18 @@ import dagster as dg
 import pytest
 
 from pipelines.assets import ad_relevance_model, quests_window
-from resources import PipesRayJobClient, RayClusterResource
-from resources.rayjob_mode import RayJobOptions
-from resources.storage import DataRootResource
+from resources import DataRootResource, PipesRayJobClient, RayClusterResource, RayJobConfig
 
 from .conftest import wait_until_clean
 from .helpers import events_about, stored
 
 PARTITION = "2026-11-25"
-RUN_CONFIG = {"ops": {
-    "quests_window": {"config": {"rows": 2000}},
-    "ad_relevance_model": {"config": {"workers": 1, "epochs": 1, "batch_size": 256}},
-}}
+RUN_CONFIG = {
+    "ops": {
+        "quests_window": {"config": {"rows": 2000}},
+        "ad_relevance_model": {"config": {"epochs": 1, "batch_size": 256}},
+    },
+}
 
 
 @pytest.mark.ray
@@ -30,8 +30,8 @@ RUN_CONFIG = {"ops": {
 def test_ad_relevance_training_runs_as_a_rayjob_reports_its_metrics_and_kuberay_cleans_up(
         kubeconfig: str, sandbox, tmp_path: Path) -> None:
     resources = {
-        "ray_cluster": RayClusterResource(backend="kuberay", mode="rayjob", kubeconfig=kubeconfig, owner="tests",
-                                          rayjob=RayJobOptions(ttl_seconds_after_finished=3)),
+        "ray_cluster": RayClusterResource(backend="kuberay", mode="rayjob", kubeconfig=kubeconfig, owner="tests", workers=1,
+                                          rayjob=RayJobConfig(ttl_seconds_after_finished=3)),
         "pipes_ray": PipesRayJobClient(),
         "data_root": DataRootResource(path=str(tmp_path / "data")),
     }

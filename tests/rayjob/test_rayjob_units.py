@@ -6,16 +6,15 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from discord_ml_platform.backends.kuberay_rayjob import RayJobState, rayjob_submission_id
+from discord_ml_platform.backends.rayjobs import RayJobOptions, RayJobState, rayjob_name, rayjob_submission_id
 from discord_ml_platform.sandbox.operator_rayjob import build_raycluster, deadline_message, generated_name
-from discord_ml_platform.spec import ClusterSpec
 from discord_ml_platform.spec.render import render_rayjob
-from resources import RayClusterResource
-from resources.rayjob_mode import RayJobOptions, rayjob_name
+from resources import RayClusterResource, RayJobConfig
 
 
 def rendered(options: RayJobOptions | None = None, **spec_fields: object) -> dict:
-    resource = RayClusterResource(backend="kuberay", mode="rayjob", owner="tests", rayjob=options or RayJobOptions())
+    config = RayJobConfig(**(options or RayJobOptions()).model_dump())
+    resource = RayClusterResource(backend="kuberay", mode="rayjob", owner="tests", rayjob=config)
     spec = resource.spec_for_run("0f1e2d3c-aaaa-bbbb-cccc-000000000000", head_memory="1Gi", **spec_fields)
     o = resource.rayjob
     from datetime import datetime, timezone
@@ -28,9 +27,12 @@ def rendered(options: RayJobOptions | None = None, **spec_fields: object) -> dic
                          created_at=datetime(2026, 3, 1, tzinfo=timezone.utc))
 
 
-def test_the_default_mode_is_raycluster_and_rayjob_defaults_are_safe() -> None:
+def test_the_default_mode_is_raycluster_and_rayjob_defaults_are_safe(monkeypatch) -> None:
     resource = RayClusterResource()
-    assert resource.mode == "raycluster"
+    assert resource.mode is None and resource.effective_mode == "raycluster"
+    monkeypatch.setenv("DMP_CLUSTER_MODE", "rayjob")  # the code location's mode, from the platform
+    assert RayClusterResource().effective_mode == "rayjob"
+    assert RayClusterResource(mode="raycluster").effective_mode == "raycluster"  # the field wins
     options = resource.rayjob
     assert options.shutdown_after_job_finishes and options.ttl_seconds_after_finished > 0
     assert options.active_deadline_seconds is not None and options.backoff_limit == 0
@@ -44,6 +46,8 @@ def test_rayjob_options_are_validated_with_the_field_name() -> None:
         RayJobOptions(active_deadline_seconds=0)
     with pytest.raises(ValidationError, match="mode"):
         RayClusterResource(mode="kubejob")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="ttl_seconds_after_finished"):
+        RayJobConfig(ttl_seconds_after_finished=-1)  # the Launchpad form has the same rules
 
 
 @pytest.mark.parametrize("options", [RayJobOptions(), RayJobOptions(ttl_seconds_after_finished=0,
@@ -75,10 +79,10 @@ def test_the_rayjob_carries_our_labels_and_the_policy() -> None:
 
 
 def test_rayjob_names_are_per_step_and_short_enough_for_kuberay_cluster_names() -> None:
-    spec = ClusterSpec(name="x" * 47, head_memory="1Gi")
-    a, b = rayjob_name(spec, "run/step_a"), rayjob_name(spec, "run/step_b")
+    cluster = "x" * 47
+    a, b = rayjob_name(cluster, "run/step_a"), rayjob_name(cluster, "run/step_b")
     assert a != b and len(a) <= 41 and len(generated_name(a)) <= 47
-    assert rayjob_name(spec, "run/step_a") == a  # stable for the same step
+    assert rayjob_name(cluster, "run/step_a") == a  # stable for the same step
     assert rayjob_submission_id("dmp-1").startswith("dmp-1-")
 
 
@@ -125,16 +129,6 @@ def test_a_retrying_rayjob_is_not_finished_and_counts_its_attempts() -> None:
     assert done.succeeded and (done.failed_attempts, done.succeeded_attempts) == (1, 1)
 
 
-class Recorder:
-    """Stands in for the step's logger."""
-
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def warning(self, message: str) -> None:
-        self.warnings.append(message)
-
-
 def pipes_line(method: str, params: dict) -> str:
     """A Pipes message as the driver prints it (after Ray's prefix)."""
     import json
@@ -144,21 +138,40 @@ def pipes_line(method: str, params: dict) -> str:
     return "(driver) " + json.dumps({PIPES_VERSION_FIELD: "0.1", "method": method, "params": params})
 
 
-def test_attempt_logs_hold_back_each_attempts_closed_message_until_the_rayjob_ends() -> None:
-    from resources.rayjob_mode import AttemptLogs
+def test_the_runner_holds_back_each_attempts_closed_message_until_the_rayjob_ends() -> None:
+    """A retried attempt's Pipes ``closed`` never reaches the consumer's session (it would end it early);
+    the last attempt's does, once the RayJob ended."""
+    from discord_ml_platform.jobs.events import LogLine, Notice
+    from discord_ml_platform.jobs.runner import _AttemptFollower, _Lines
 
-    seen: list[str] = []
-    log = Recorder()
-    logs = AttemptLogs(seen.append, "disabled", log)
+    lines = _Lines(tail=10, hold_closed=True)
+    attempts = _AttemptFollower(lines, "disabled")
     failed_close = pipes_line("closed", {"exception": {"name": "RuntimeError", "message": "first attempt fails"}})
-    logs._line("attempt 1 line")
-    logs._line(failed_close)
-    logs.update(RayJobState("j", "ray", deployment_status="Retrying", failed_attempts=1))  # KubeRay retries
-    assert seen == ["attempt 1 line"]  # the failed attempt's close never reaches the Pipes session
-    assert "RuntimeError: first attempt fails" in log.warnings[0]
+    lines.put("attempt 1 line")
+    lines.put(failed_close)
+    notices = list(attempts.update(RayJobState("j", "ray", deployment_status="Retrying", failed_attempts=1)))
+    assert [e.text for e in lines.drain() if isinstance(e, LogLine)] == ["attempt 1 line"]
+    [notice] = notices
+    assert isinstance(notice, Notice) and "RuntimeError: first attempt fails" in notice.message
     final_close = pipes_line("closed", {})
-    logs._line("attempt 2 line")
-    logs._line(final_close)
-    assert seen == ["attempt 1 line", "attempt 2 line"]
-    logs.finish()
-    assert seen[-1] == final_close  # the last attempt's close, once the RayJob ended
+    lines.put("attempt 2 line")
+    lines.put(final_close)
+    assert [e.text for e in lines.drain()] == ["attempt 2 line"]
+    lines.release_closed()
+    [closed] = list(lines.drain())
+    assert closed.text == final_close and closed.pipes["method"] == "closed"
+    assert lines.tail() == ("attempt 1 line", "attempt 2 line") and lines.count == 4
+
+
+def test_the_runner_turns_epoch_metrics_messages_into_metric_events() -> None:
+    from discord_ml_platform.jobs.events import LogLine, Metric
+    from discord_ml_platform.jobs.runner import _Lines
+
+    lines = _Lines(tail=5)
+    lines.put(pipes_line("report_custom_message", {"payload": {"kind": "epoch_metrics", "epoch": 0, "auc": 0.9}}))
+    lines.put(pipes_line("report_custom_message", {"payload": {"kind": "other", "x": 1}}))
+    lines.put("plain")
+    events = list(lines.drain())
+    assert [type(e) for e in events] == [LogLine, Metric, LogLine, LogLine]
+    assert events[1].values == {"epoch": 0, "auc": 0.9}
+    assert lines.tail() == ("plain",)  # Pipes messages are not the job's own output

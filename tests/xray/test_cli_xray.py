@@ -1,4 +1,5 @@
-"""``dmp xray`` serves the dashboard: help, bad options, and a real start on the local backend."""
+"""``dmp xray`` serves the dashboard: help, bad options, a real start on the local backend, and the
+platform configuration of the core (prices of the catalog in effect)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,23 +32,37 @@ def test_help_and_bad_backend():
     assert bad.returncode == 2 and "unknown backend" in bad.stderr
 
 
-def test_serves_pages_and_api(tmp_path: Path):
-    port = free_port()
-    env = {**os.environ, "DMP_LOCAL_STATE_DIR": str(tmp_path / "local"), "DMP_XRAY_STATE_DIR": str(tmp_path / "x"),
-           "DMP_XRAY_TOKEN": "cli-secret-token"}
+def start_xray(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    """``dmp xray --backend local`` on ``port``, once it answers its health check."""
     proc = subprocess.Popen([*DMP, "xray", "--backend", "local", "--port", str(port), "--log-level", "warning"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 40
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/healthz", timeout=2) as answer:
+                assert json.load(answer) == {"status": "ok"}
+                return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() >= deadline:
+                proc.kill()
+                raise AssertionError(f"dmp xray did not answer: {proc.communicate()[1]}") from None
+            time.sleep(0.2)
+
+
+def xray_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``dmp xray`` whose state lives under ``tmp_path`` (no other platform settings)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DMP_") and k != "KUBECONFIG"}
+    env.update(DMP_LOCAL_STATE_DIR=str(tmp_path / "local"), DMP_XRAY_STATE_DIR=str(tmp_path / "x"),
+               KUBECONFIG=str(tmp_path / "no-kubeconfig"))
+    env.update(extra)
+    return env
+
+
+def test_serves_pages_and_api(tmp_path: Path):
+    port = free_port()
+    env = xray_env(tmp_path, DMP_XRAY_TOKEN="cli-secret-token")
+    proc = start_xray(env, port)
     try:
-        deadline = time.monotonic() + 40
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/healthz", timeout=2) as answer:
-                    assert json.load(answer) == {"status": "ok"}
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.communicate()[1]
-                assert time.monotonic() < deadline, "dmp xray did not answer"
-                time.sleep(0.2)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/clusters", timeout=10) as answer:
             assert json.load(answer)["clusters"] == []
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as answer:
@@ -56,3 +72,29 @@ def test_serves_pages_and_api(tmp_path: Path):
         proc.terminate()
         _, err = proc.communicate(timeout=20)
     assert f"X-Ray on http://127.0.0.1:{port} (local; actions enabled" in err
+
+
+def test_prices_come_from_the_platform_config_in_effect(tmp_path: Path, fake_local: Any):
+    fake_local.add("priced", owner="grace", gpu_type="a10g", gpus_per_worker=2, workers=2)
+    config = tmp_path / "platform.yaml"
+    config.write_text("catalog:\n  types:\n    a10g: {hourly_price_usd: 2.5}\n")
+    port = free_port()
+    env = xray_env(tmp_path, DMP_PLATFORM_CONFIG=str(config), DMP_LOCAL_STATE_DIR=str(fake_local.state_dir))
+    proc = start_xray(env, port)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/clusters", timeout=10) as answer:
+            clusters = {c["name"]: c for c in json.load(answer)["clusters"]}
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert clusters["priced"]["total_gpus"] == 4
+    assert clusters["priced"]["hourly_price_usd"] == pytest.approx(2.5 * 4)  # the built-in price is 1.01
+    assert proc.returncode in (0, -15) and "Traceback" not in err, err
+
+
+def test_a_bad_platform_setting_is_a_usage_error(tmp_path: Path):
+    result = subprocess.run([*DMP, "xray", "--port", str(free_port())], capture_output=True, text=True, timeout=30,
+                            env=xray_env(tmp_path, DMP_PLATFORM_CONFIG=str(tmp_path / "absent.yaml")))
+    assert result.returncode == 2, result.stderr
+    assert "DMP_PLATFORM_CONFIG" in result.stderr and "cannot read the platform config" in result.stderr
+    assert "Traceback" not in result.stderr

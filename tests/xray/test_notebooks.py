@@ -19,6 +19,7 @@ from discord_ml_platform.xray.notebook_local import LocalProcessLauncher, jupyte
 from discord_ml_platform.xray.notebooks import NotebookManager
 
 pytestmark = pytest.mark.timeout(90)
+PLATFORM_CPU_IMAGE = "registry.example.com/ml/ray:cpu-9"
 
 
 def local_info(name: str = "c1") -> ClusterInfo:
@@ -113,6 +114,10 @@ def test_notebook_pod_manifest_is_locked_down():
     env = {e["name"]: e for e in container["env"]}
     assert env["RAY_ADDRESS"]["value"] == "exp-head-svc.ray.svc:6379"
     assert env["JUPYTER_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "exp-notebook", "key": "token"}
+    assert env["RAY_AUTH_MODE"]["value"] == "disabled"  # the policy's, unless the platform's auth mode is given
+    token_pod = render_notebook_pod("exp", "ray", "uid-1", "a:6379", image="img:1", idle_timeout_s=600,
+                                    auth_mode="token")
+    assert {"name": "RAY_AUTH_MODE", "value": "token"} in token_pod["spec"]["containers"][0]["env"]
     assert "--ServerApp.shutdown_no_activity_timeout=600" in container["command"]
     assert container["resources"]["requests"] == container["resources"]["limits"]
     owner = pod["metadata"]["ownerReferences"][0]
@@ -149,6 +154,52 @@ def test_pod_launcher_creates_pod_and_secret_that_go_with_the_cluster(kuberay, t
     assert not core.list_namespaced_pod("ray", label_selector="app.kubernetes.io/component=notebook").items
     assert not core.list_namespaced_secret("ray", label_selector="app.kubernetes.io/component=notebook").items
     assert manager.reap({"kuberay/ray/other"}) == ["kuberay/ray/nb-pod: cluster gone"]
+
+
+def test_notebook_image_is_the_configured_else_the_clusters_else_the_platforms():
+    from discord_ml_platform.spec import platform_config_from_yaml
+    from discord_ml_platform.xray.notebook_pod import image_of_raycluster, notebook_image
+
+    config = platform_config_from_yaml(f"images:\n  cpu: {PLATFORM_CPU_IMAGE}\n")
+    assert notebook_image(None, None, config) == PLATFORM_CPU_IMAGE
+    assert notebook_image(None, "registry.example.com/ml/ray:c", config) == "registry.example.com/ml/ray:c"
+    assert notebook_image("registry.example.com/nb:1", "registry.example.com/ml/ray:c", config) == (
+        "registry.example.com/nb:1")
+    containers = [{"name": "sidecar", "image": "side:1"}, {"name": "ray-head", "image": "head:1"}]
+    assert image_of_raycluster({"spec": {"headGroupSpec": {"template": {"spec": {"containers": containers}}}}}) == (
+        "head:1")
+    assert image_of_raycluster({"spec": {}}) is None
+
+
+def test_pod_launcher_runs_the_clusters_image_else_the_platforms(kuberay, tmp_path):
+    from dataclasses import replace
+
+    from kubernetes import client
+
+    from discord_ml_platform.spec import platform_config_from_yaml
+    from discord_ml_platform.xray.notebook_pod import PodNotebookLauncher
+
+    config = platform_config_from_yaml(f"images:\n  cpu: {PLATFORM_CPU_IMAGE}\n")
+    add_raycluster(kuberay, "nb-img", owner="ada", workers=0, image="registry.example.com/ml/ray:nb-7")
+    info = next(i for i in kuberay.list() if i.handle.name == "nb-img")
+    launcher = PodNotebookLauncher(kuberay, platform_config=config)
+    core = client.CoreV1Api(kuberay.api_client)
+    own = launcher.launch(info, "tok-1", 600)
+    # A cluster whose RayCluster cannot be read (here: another name) gets the platform's CPU image.
+    unknown = replace(info, handle=replace(info.handle, name="nb-unknown"))
+    fallback = launcher.launch(unknown, "tok-2", 600)
+    try:
+        assert core.read_namespaced_pod("nb-img-notebook", "ray").spec.containers[0].image == (
+            "registry.example.com/ml/ray:nb-7")
+        assert core.read_namespaced_pod("nb-unknown-notebook", "ray").spec.containers[0].image == PLATFORM_CPU_IMAGE
+        configured = PodNotebookLauncher(kuberay, "registry.example.com/ml/notebook:3", config)
+        assert configured.launch(info, "tok-3", 600).pod == "nb-img-notebook"
+        assert core.read_namespaced_pod("nb-img-notebook", "ray").spec.containers[0].image == (
+            "registry.example.com/ml/notebook:3")
+    finally:
+        launcher.stop(own)
+        launcher.stop(fallback)
+        kuberay.delete(info.handle, timeout_s=20)
 
 
 @pytest.mark.timeout(120)

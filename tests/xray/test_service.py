@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -94,3 +96,22 @@ def test_concurrent_readers_share_one_listing(tmp_path: Path):
     for t in threads:
         t.join()
     assert backend.calls == 1
+
+
+def test_prices_come_from_the_settings_catalog(tmp_path: Path):
+    from discord_ml_platform.spec import platform_config_from_yaml
+
+    config = platform_config_from_yaml("catalog:\n  types:\n    h100-80gb: {hourly_price_usd: 4.0}\n")
+    labels = {OWNER: "ada", GPU_TYPE: "h100-80gb"}
+    svc = ClusterService({"kuberay": CountingBackend([])}, XRaySettings(state_dir=tmp_path, platform_config=config))
+    view = svc.view(info(labels=labels, details={"gpus_per_worker": 2}))
+    assert view.hourly_price_usd == pytest.approx(4.0 * 4)
+    assert view.cost_so_far_usd == pytest.approx(4.0 * 4 * 3, rel=1e-3)
+
+
+def test_the_service_does_not_import_the_cli():
+    code = ("import sys, discord_ml_platform.xray.service, discord_ml_platform.xray.app; "
+            "print(sorted(m for m in sys.modules if m.startswith('discord_ml_platform.cli')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

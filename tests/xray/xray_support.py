@@ -68,10 +68,13 @@ def kuberay(api_server: Any, xray_root: Path) -> Iterator[Any]:
 
 def add_raycluster(backend: Any, name: str, *, namespace: str = "ray", owner: str = "ada", team: str = "ads",
                    gpu_type: str = "cpu", gpus_per_worker: int = 0, workers: int = 1, ready_workers: int | None = None,
-                   run_id: str | None = None, ready: bool = True, dashboard_port: int = 8265) -> None:
+                   run_id: str | None = None, ready: bool = True, dashboard_port: int = 8265,
+                   image: str | None = None) -> None:
     """Create a RayCluster through the backend and (``ready``) fill its status the way KubeRay does."""
+    extra = {"image": image} if image else {}
     spec = ClusterSpec(name=name, namespace=namespace, owner=owner, team=team, gpu_type=gpu_type,
-                       gpus_per_worker=gpus_per_worker, workers=workers, run_id=run_id, memory_per_worker="4Gi")
+                       gpus_per_worker=gpus_per_worker, workers=workers, run_id=run_id, memory_per_worker="4Gi",
+                       **extra)
     backend.create(spec)
     if not ready:
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ def training_windows(data_root: Path, end: dt.date, window_days: int) -> list[dt
 
 def write_split(
     data_root: Path, end: dt.date, window_days: int, holdout_fraction: float, out_dir: Path
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Write ``train.parquet`` (older windows + most of ``end``) and ``holdout.parquet`` (the rest of ``end``).
 
     Returns paths and row counts.

@@ -64,8 +64,8 @@ def main() -> None:
                 MetadataKey.MODEL_NAME: params.model_name,
                 MetadataKey.MODEL_DIR: {"raw_value": str(model_dir), "type": "path"},
                 MetadataKey.MODEL_PATH: {"raw_value": str(result.model_path), "type": "path"},
-                MetadataKey.TRAIN_ROWS: int(split["train_rows"]),  # type: ignore[call-overload]
-                MetadataKey.HOLDOUT_ROWS: int(split["holdout_rows"]),  # type: ignore[call-overload]
+                MetadataKey.TRAIN_ROWS: int(split["train_rows"]),
+                MetadataKey.HOLDOUT_ROWS: int(split["holdout_rows"]),
                 "windows": {"raw_value": split["windows"], "type": "json"},
                 "train_seconds": round(result.train_seconds, 2),
                 "epochs_history": {"raw_value": result.history, "type": "json"},
