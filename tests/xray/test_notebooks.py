@@ -182,11 +182,14 @@ def test_pod_launcher_runs_the_clusters_image_else_the_platforms(kuberay, tmp_pa
     config = platform_config_from_yaml(f"images:\n  cpu: {PLATFORM_CPU_IMAGE}\n")
     add_raycluster(kuberay, "nb-img", owner="ada", workers=0, image="registry.example.com/ml/ray:nb-7")
     info = next(i for i in kuberay.list() if i.handle.name == "nb-img")
+    assert info.details["image"] == "registry.example.com/ml/ray:nb-7"  # the backend reports the head's image
     launcher = PodNotebookLauncher(kuberay, platform_config=config)
     core = client.CoreV1Api(kuberay.api_client)
     own = launcher.launch(info, "tok-1", 600)
-    # A cluster whose RayCluster cannot be read (here: another name) gets the platform's CPU image.
-    unknown = replace(info, handle=replace(info.handle, name="nb-unknown"))
+    # A cluster whose image nothing reports and whose RayCluster cannot be read (here: another name)
+    # gets the platform's CPU image.
+    unknown = replace(info, handle=replace(info.handle, name="nb-unknown"),
+                      details={k: v for k, v in info.details.items() if k != "image"})
     fallback = launcher.launch(unknown, "tok-2", 600)
     try:
         assert core.read_namespaced_pod("nb-img-notebook", "ray").spec.containers[0].image == (
