@@ -4,10 +4,16 @@
 terminal and the browser never disagree about a cluster's price (from the GPU catalog in effect),
 its age or when it expires. Pure functions over :class:`~discord_ml_platform.backends.ClusterInfo`;
 the spec layer (pydantic) is imported only when a row is built, so ``dmp --help`` stays fast.
+
+Labels, annotations and kept specs are anyone's to edit (a ``kubectl patch``, a hand-written
+record), so a row never fails on what they hold: a value it cannot read is left out and named in
+the row's ``problems``, and :func:`safe_cluster_row` turns any other failure into a flagged row, so
+one odd cluster never hides the others from a listing, a sweep or the dashboard.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -16,8 +22,12 @@ if TYPE_CHECKING:
     from discord_ml_platform.backends import ClusterInfo
     from discord_ml_platform.spec import GpuCatalog
 
+log = logging.getLogger(__name__)
+
 DEAD_STATUSES = frozenset({"dead", "failed"})
 """Statuses (lower case) of clusters that will never become ready again: the sweeper removes them."""
+# Above this a count read from a label or a kept spec is garbage, not a cluster.
+_MAX_COUNT = 100_000
 
 
 def human_duration(seconds: float) -> str:
@@ -44,9 +54,31 @@ def human_until(moment: datetime | None, now: datetime | None = None) -> str:
     return f"in {human_duration(delta)}" if delta > 0 else f"expired {human_duration(delta)} ago"
 
 
+def _details_of(info: ClusterInfo) -> Mapping[str, Any]:
+    return info.details if isinstance(info.details, Mapping) else {}
+
+
 def _spec_of(info: ClusterInfo) -> Mapping[str, Any]:
-    spec = info.details.get("spec") if isinstance(info.details, Mapping) else None
+    spec = _details_of(info).get("spec")
     return spec if isinstance(spec, Mapping) else {}
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _count(value: object) -> int | None:
+    """A non-negative count from a spec or the backend (``None``: missing or not a count)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 7:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_COUNT:
+        return value
+    return None
+
+
+def _labels_of(info: ClusterInfo) -> dict[str, str]:
+    labels = info.labels if isinstance(info.labels, Mapping) else {}
+    return {str(key): str(value) for key, value in labels.items()}
 
 
 def cluster_row(info: ClusterInfo, catalog: GpuCatalog, now: datetime | None = None) -> dict[str, Any]:
@@ -54,30 +86,43 @@ def cluster_row(info: ClusterInfo, catalog: GpuCatalog, now: datetime | None = N
 
     GPU counts come from the spec the backend kept (``details["spec"]``) when there is one, else
     from the backend's details and the labels (one GPU per worker on a GPU pool). The price is the
-    catalog's: per GPU on a GPU pool, per node (head included) on a pool without GPUs.
+    catalog's: per GPU on a GPU pool, per node (head included) on a pool without GPUs. A label or
+    kept value that cannot be read (an expiry past the year 9999, a count that is not one) is left
+    out and described in ``problems``; it never raises.
 
     Args:
         info: The cluster as its backend lists it.
         catalog: The GPU catalog in effect (the platform's).
         now: The time ages and expiry are computed at (default: now).
     """
-    from discord_ml_platform.spec.labels import EXPIRES_AT, GPU_TYPE, OWNER, RUN_ID, TEAM, parse_expiry
+    from discord_ml_platform.spec.labels import DEPLOYMENT, EXPIRES_AT, GPU_TYPE, OWNER, RUN_ID, TEAM, parse_expiry
 
     now = now or datetime.now(UTC)
-    labels = dict(info.labels)
+    problems: list[str] = []
+    labels = _labels_of(info)
     spec = _spec_of(info)
-    gpu_type = labels.get(GPU_TYPE) or spec.get("gpu_type")
+    gpu_type = _text(labels.get(GPU_TYPE)) or _text(spec.get("gpu_type"))
     gpu = catalog.types.get(gpu_type) if gpu_type else None
-    per_worker = spec.get("gpus_per_worker", info.details.get("gpus_per_worker"))
+    raw_per_worker = spec.get("gpus_per_worker", _details_of(info).get("gpus_per_worker"))
+    per_worker = _count(raw_per_worker)
     if per_worker is None:
+        if raw_per_worker is not None:
+            problems.append(f"gpus_per_worker {raw_per_worker!r} is not a count")
         per_worker = 1 if gpu is not None and gpu.has_gpus else 0
-    total = info.desired_workers * int(per_worker)
+    desired, ready = _count(info.desired_workers) or 0, _count(info.ready_workers) or 0
+    total = desired * per_worker
     price = None
     if gpu is not None:
-        price = round(gpu.hourly_price_usd * (total if gpu.has_gpus else info.desired_workers + 1), 4)
-    created = info.created_at if info.created_at.tzinfo else info.created_at.replace(tzinfo=UTC)
-    expires = parse_expiry(labels.get(EXPIRES_AT))
-    endpoints = info.endpoints
+        price = round(gpu.hourly_price_usd * (total if gpu.has_gpus else desired + 1), 4)
+    created = info.created_at if isinstance(info.created_at, datetime) else now
+    if created is now:
+        problems.append("creation time unknown")
+    created = created if created.tzinfo else created.replace(tzinfo=UTC)
+    raw_expiry = labels.get(EXPIRES_AT)
+    expires = parse_expiry(raw_expiry)
+    if raw_expiry is not None and expires is None:
+        problems.append(f"label {EXPIRES_AT}={raw_expiry!r} is not a time this platform can read: expiry unknown")
+    dashboard_url = getattr(info.endpoints, "dashboard_url", None)
     return {
         "name": info.handle.name,
         "namespace": info.handle.namespace,
@@ -85,36 +130,68 @@ def cluster_row(info: ClusterInfo, catalog: GpuCatalog, now: datetime | None = N
         "owner": labels.get(OWNER),
         "team": labels.get(TEAM),
         "run_id": labels.get(RUN_ID),
+        "deployment": labels.get(DEPLOYMENT),
         "gpu_type": gpu_type,
-        "gpus_per_worker": int(per_worker),
+        "gpus_per_worker": per_worker,
         "total_gpus": total,
-        "ready_workers": info.ready_workers,
-        "desired_workers": info.desired_workers,
-        "status": info.status,
+        "ready_workers": ready,
+        "desired_workers": desired,
+        "status": str(info.status),
         "created_at": created.isoformat(),
         "age_seconds": round((now - created).total_seconds(), 1),
         "expires_at": expires.isoformat() if expires else None,
         "expired": bool(expires and expires <= now),
         "hourly_price_usd": price,
-        "dashboard_url": endpoints.dashboard_url if endpoints else None,
+        "dashboard_url": dashboard_url if isinstance(dashboard_url, str) else None,
         "labels": labels,
+        "problems": problems,
     }
+
+
+def safe_cluster_row(info: ClusterInfo, catalog: GpuCatalog, now: datetime | None = None) -> dict[str, Any]:
+    """:func:`cluster_row`, or, when building it fails, a row that still names the cluster and says
+    why in ``problems`` (the failure is logged). What every listing uses, so one cluster never
+    hides the others."""
+    now = now or datetime.now(UTC)
+    try:
+        return cluster_row(info, catalog, now)
+    except Exception as err:
+        handle = getattr(info, "handle", None)
+        where = f"{getattr(handle, 'namespace', '?')}/{getattr(handle, 'name', '?')}"
+        log.exception("could not read cluster %s", where)
+        return {
+            "name": str(getattr(handle, "name", "?")),
+            "namespace": str(getattr(handle, "namespace", "?")),
+            "backend": str(getattr(handle, "backend", "?")),
+            **dict.fromkeys(("owner", "team", "run_id", "deployment", "gpu_type", "expires_at", "dashboard_url")),
+            **dict.fromkeys(("gpus_per_worker", "total_gpus", "ready_workers", "desired_workers"), 0),
+            "status": str(getattr(info, "status", "unknown")),
+            "created_at": now.isoformat(),
+            "age_seconds": 0.0,
+            "expired": False,
+            "hourly_price_usd": None,
+            "labels": {},
+            "problems": [f"could not read this cluster: {type(err).__name__}: {err}"],
+        }
 
 
 def display_cells(row: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
     """The text a table shows for one row of :func:`cluster_row` (GPUs, workers, age, expiry, price)."""
+    from discord_ml_platform.spec.labels import EXPIRES_AT
+
     now = now or datetime.now(UTC)
     gpus = row["gpu_type"] or "?"
     if row["total_gpus"]:
         gpus = f"{gpus} x {row['total_gpus']}"
     expires = datetime.fromisoformat(row["expires_at"]) if row["expires_at"] else None
     price = row["hourly_price_usd"]
+    unreadable_expiry = expires is None and EXPIRES_AT in (row.get("labels") or {})
     return {
         **row,
         "gpus": gpus,
         "workers": f"{row['ready_workers']}/{row['desired_workers']}",
         "age": human_duration(row["age_seconds"]),
-        "expires": human_until(expires, now),
+        "expires": "invalid label" if unreadable_expiry else human_until(expires, now),
         "price": f"${price:,.2f}" if price is not None else "-",
     }
 
@@ -141,5 +218,6 @@ __all__ = [
     "display_cells",
     "human_duration",
     "human_until",
+    "safe_cluster_row",
     "sweep_reason",
 ]

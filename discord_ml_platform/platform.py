@@ -145,7 +145,8 @@ class Platform:
         """Validate ``fields`` into a ``ClusterSpec`` and check it against the catalog and the policy.
 
         Unset fields take the platform's defaults: namespace, owner and team from the settings, the
-        image from the pool or the platform's images, CPUs and memory from the catalog.
+        image from the pool or the platform's images, CPUs and memory from the catalog. The
+        deployment is always the settings' (``DMP_DEPLOYMENT``): it decides which sweeper owns the cluster.
 
         Args:
             fields: ``ClusterSpec`` fields; ``None`` values count as unset.
@@ -159,6 +160,7 @@ class Platform:
             "owner": self.default_owner(),
             "team": self.settings.team,
             **{key: value for key, value in fields.items() if value is not None},
+            "deployment": self.settings.deployment,
         }
         try:
             self.catalog.get(str(values.get("gpu_type", "cpu")))

@@ -20,6 +20,8 @@ variable                   meaning
 ``DMP_DATA_ROOT``          where windows, models, scores and checkpoints live
 ``DMP_OWNER``              owner label of clusters (unset: the run's user or the login name)
 ``DMP_TEAM``               team label of clusters, for cost attribution
+``DMP_DEPLOYMENT``         this Dagster deployment's name, put on every cluster; its cleanup sensor
+                           sweeps only clusters of this deployment (namespaces shared by several)
 ``DMP_LOCAL_STATE_DIR``    local backend: cluster records and logs
 ``DMP_RAY_TEMP_ROOT``      local backend: parent of each cluster's Ray temp dir (keep it short)
 =========================  ==========================================================================
@@ -36,6 +38,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from discord_ml_platform.spec.errors import ConfigError
+from discord_ml_platform.spec.labels import DEFAULT_DEPLOYMENT
 
 ENV_PREFIX = "DMP_"
 
@@ -81,6 +84,12 @@ class PlatformSettings(BaseModel):
     data_root: str = Field(default="~/.dmp/data", description="Root of windows, models, scores, checkpoints.")
     owner: str | None = Field(default=None, description="Owner label of clusters.")
     team: str = Field(default="ml-platform", min_length=1, description="Team label of clusters.")
+    deployment: str = Field(
+        default=DEFAULT_DEPLOYMENT,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="This deployment's name (a DNS label), put on every cluster; its sweeper owns only those.",
+    )
     local_state_dir: str = Field(default="~/.dmp/local-clusters", description="Local backend: records and logs.")
     ray_temp_root: str | None = Field(default=None, description="Local backend: parent of Ray temp dirs.")
 

@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 
 from pipelines.ad_relevance_quality import AD_RELEVANCE_QUALITY_ASSETS
-from pipelines.assets import AD_RELEVANCE_ASSETS, PARTITIONS, ad_relevance_scores, platform_smoke
+from pipelines.assets import AD_RELEVANCE_ASSETS, ad_relevance_scores, platform_smoke
 from resources.run_tags import CLUSTER_RESOURCE_KEY, gpu_pool_tags
 
 
@@ -31,7 +31,6 @@ ad_relevance_training = dg.define_asset_job(
     name="ad_relevance_training",
     # Without the promotion gate's checks: they belong to the gated release job below.
     selection=dg.AssetSelection.assets(*AD_RELEVANCE_ASSETS).without_checks(),
-    partitions_def=PARTITIONS,
     executor_def=dg.in_process_executor,
     config=TRAINING_CLUSTER,
     tags=gpu_pool_tags(TRAINING_CLUSTER),
@@ -45,7 +44,6 @@ GATED_RELEASE_CONFIG = {**TRAINING_CLUSTER, "ops": {"ad_relevance_scores": {"con
 ad_relevance_gated_release = dg.define_asset_job(
     name="ad_relevance_gated_release",
     selection=[*AD_RELEVANCE_ASSETS, *AD_RELEVANCE_QUALITY_ASSETS],
-    partitions_def=PARTITIONS,
     executor_def=dg.in_process_executor,
     config=GATED_RELEASE_CONFIG,
     tags=gpu_pool_tags(GATED_RELEASE_CONFIG),
@@ -56,7 +54,6 @@ ad_relevance_gated_release = dg.define_asset_job(
 ad_relevance_batch_scoring = dg.define_asset_job(
     name="ad_relevance_batch_scoring",
     selection=dg.AssetSelection.assets(ad_relevance_scores).without_checks(),
-    partitions_def=PARTITIONS,
     executor_def=dg.in_process_executor,
     config=SCORING_CLUSTER,
     tags=gpu_pool_tags(SCORING_CLUSTER),

@@ -13,6 +13,16 @@ A cluster whose run is still in progress and whose expiry has not passed is neve
 Clusters without a run id label (created with the CLI) are deleted only when expired. The sensor
 launches no runs: it reports what it did in its skip reason and the sensor's log.
 
+Ownership: every cluster carries the deployment it belongs to (``mlplatform.discord.com/deployment``,
+from ``DMP_DEPLOYMENT``). Run ids are only meaningful to the Dagster instance that made them, so the
+sensor touches only clusters of its own deployment: another deployment's cluster is kept ("belongs
+to deployment X"), even when expired, since that deployment's sensor sweeps it. A cluster without
+the label (created before deployments were labelled) has no owner to ask: only its expiry may delete
+it, by whichever sensor sees it first, never its run id.
+
+One cluster never stops the sweep: a failure to decide on or delete one is logged and counted as
+failed, and the others are still swept (the next evaluation tries it again).
+
 On the kuberay backend it sweeps RayJobs (RayJob mode) the same way, by the same labels, which
 the RayJob carries: a RayJob whose run finished or is gone, or whose expiry passed, is deleted, and
 its RayCluster with it (KubeRay's owner reference). The RayCluster of a RayJob is never deleted on
@@ -34,7 +44,15 @@ import dagster as dg
 from discord_ml_platform.backends import ClusterBackend
 from discord_ml_platform.backends.rayjobs import RayJobCapable, RayJobs
 from discord_ml_platform.platform import current_platform
-from discord_ml_platform.spec.labels import EXPIRES_AT, MANAGED_BY, MANAGED_BY_VALUE, RUN_ID, label_value, parse_expiry
+from discord_ml_platform.spec.labels import (
+    DEPLOYMENT,
+    EXPIRES_AT,
+    MANAGED_BY,
+    MANAGED_BY_VALUE,
+    RUN_ID,
+    label_value,
+    parse_expiry,
+)
 
 # KubeRay's label on the RayCluster of a RayJob (value "RayJob"), and the RayJob's name.
 ORIGIN_CRD_LABEL, ORIGIN_NAME_LABEL = "ray.io/originated-from-crd", "ray.io/originated-from-cr-name"
@@ -73,6 +91,8 @@ def decide(
     now: datetime,
     grace_period: timedelta = timedelta(0),
     active_labels: set[str] | None = None,
+    *,
+    deployment: str | None = None,
 ) -> CleanupDecision:
     """Decide the fate of one platform-managed cluster or RayJob.
 
@@ -83,10 +103,18 @@ def decide(
         grace_period: Clusters younger than this are only deleted when expired.
         active_labels: ``label_value(run_id)`` of every unfinished run (see :func:`active_run_labels`);
             looked up when ``None``.
+        deployment: The sweeping deployment (default: the platform's ``DMP_DEPLOYMENT``). Clusters
+            of another deployment are kept; clusters without the label only go when expired.
     """
+    own = label_value(deployment or current_platform().settings.deployment)
+    owner = info.labels.get(DEPLOYMENT)
+    if owner is not None and owner != own:
+        return CleanupDecision(False, f"belongs to deployment {owner}")
     expires = parse_expiry(info.labels.get(EXPIRES_AT))
     if expires is not None and expires <= now:
         return CleanupDecision(True, f"expired at {expires.isoformat()}")
+    if owner is None:  # from before deployments were labelled: its run id may be another instance's
+        return CleanupDecision(False, "no deployment label (created before deployments): deleted only when expired")
     run_label = info.labels.get(RUN_ID)
     if not run_label:
         return CleanupDecision(False, "no run id label and not expired")
@@ -130,18 +158,28 @@ def sweep_clusters(
     now: datetime,
     grace_period: timedelta,
     delete_timeout_s: float,
+    *,
+    deployment: str | None = None,
 ) -> Sweep:
     """Delete the platform's clusters that :func:`decide` condemns; a RayJob's cluster is left to its RayJob."""
     clusters = backend.list({MANAGED_BY: MANAGED_BY_VALUE})
     done = Sweep(f"{backend.name} cluster(s)", len(clusters))
     active = active_run_labels(context.instance) if clusters else set()
+    own = deployment or current_platform().settings.deployment
     for info in clusters:
         label = f"{info.handle.namespace}/{info.handle.name}"
-        if info.labels.get(ORIGIN_CRD_LABEL) == "RayJob":
-            done.kept.append(label)
-            context.log.debug(f"keeping Ray cluster {label}: it belongs to RayJob {info.labels.get(ORIGIN_NAME_LABEL)}")
+        try:
+            if info.labels.get(ORIGIN_CRD_LABEL) == "RayJob":
+                done.kept.append(label)
+                context.log.debug(
+                    f"keeping Ray cluster {label}: it belongs to RayJob {info.labels.get(ORIGIN_NAME_LABEL)}"
+                )
+                continue
+            decision = decide(info, context.instance, now, grace_period, active, deployment=own)
+        except Exception as err:  # one odd cluster must not stop the sweep of the others
+            done.failed.append(label)
+            context.log.error(f"could not decide on Ray cluster {label}: {type(err).__name__}: {err}")
             continue
-        decision = decide(info, context.instance, now, grace_period, active)
         if not decision.delete:
             done.kept.append(label)
             context.log.debug(f"keeping Ray cluster {label}: {decision.reason}")
@@ -164,17 +202,25 @@ def sweep_rayjobs(
     grace_period: timedelta,
     *,
     all_namespaces: bool | None = None,
+    deployment: str | None = None,
 ) -> Sweep:
     """Delete the platform's RayJobs that :func:`decide` condemns (KubeRay deletes their clusters).
 
     ``all_namespaces``: ``None`` sweeps the scope ``jobs`` was made with (its backend's).
+    ``deployment``: the sweeping deployment (default ``DMP_DEPLOYMENT``); see :func:`decide`.
     """
     rayjobs = jobs.list({MANAGED_BY: MANAGED_BY_VALUE}, all_namespaces=all_namespaces)
     done = Sweep("RayJob(s)", len(rayjobs))
     active = active_run_labels(context.instance) if rayjobs else set()
+    own = deployment or current_platform().settings.deployment
     for info in rayjobs:
         label = f"{info.namespace}/{info.name}"
-        decision = decide(info, context.instance, now, grace_period, active)
+        try:
+            decision = decide(info, context.instance, now, grace_period, active, deployment=own)
+        except Exception as err:  # one odd RayJob must not stop the sweep of the others
+            done.failed.append(label)
+            context.log.error(f"could not decide on RayJob {label}: {type(err).__name__}: {err}")
+            continue
         if not decision.delete:
             done.kept.append(label)
             context.log.debug(f"keeping RayJob {label}: {decision.reason}")
@@ -200,6 +246,7 @@ def build_cluster_cleanup_sensor(
     grace_period: timedelta = timedelta(0),
     sweep_rayjobs_too: bool = True,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+    deployment: str | None = None,
 ) -> dg.SensorDefinition:
     """A sensor that deletes leaked or expired Ray clusters (and, on kuberay, RayJobs) of the platform.
 
@@ -209,10 +256,11 @@ def build_cluster_cleanup_sensor(
             platform's (``DMP_BACKEND``, in ``DMP_NAMESPACE``).
         minimum_interval_seconds: Seconds between evaluations.
         delete_timeout_s: How long each cluster deletion may take.
-        grace_period: Clusters and RayJobs younger than this are only deleted when expired (use it when
-            several Dagster deployments share one Kubernetes cluster and label selector).
+        grace_period: Clusters and RayJobs younger than this are only deleted when expired.
         sweep_rayjobs_too: On a backend that runs RayJobs, also sweep them (same scope, same rules).
         default_status: Whether the sensor runs as soon as the code location loads.
+        deployment: The deployment whose clusters this sensor owns (default: ``DMP_DEPLOYMENT`` at
+            each evaluation); others' are kept, unlabelled ones go only when expired.
 
     Returns:
         The sensor definition; it never requests runs.
@@ -234,10 +282,24 @@ def build_cluster_cleanup_sensor(
         backend = factory()
         try:
             now = datetime.now(UTC)
-            summary = sweep_clusters(backend, context, now, grace_period, delete_timeout_s).summary()
+            own = deployment or current_platform().settings.deployment
+            sweeps: list[Callable[[], Sweep]] = [
+                lambda: sweep_clusters(backend, context, now, grace_period, delete_timeout_s, deployment=own)
+            ]
             if sweep_rayjobs_too and isinstance(backend, RayJobCapable):
-                summary += "; " + sweep_rayjobs(backend.rayjobs(), context, now, grace_period).summary()
-            return dg.SkipReason(summary)
+                rayjobs = backend.rayjobs()
+                sweeps.append(lambda: sweep_rayjobs(rayjobs, context, now, grace_period, deployment=own))
+            summaries, errors = [], []
+            for run_sweep in sweeps:  # a listing that fails must not keep the other kind from its sweep
+                try:
+                    summaries.append(run_sweep().summary())
+                except Exception as err:
+                    errors.append(err)
+                    context.log.error(f"sweep failed: {type(err).__name__}: {err}")
+            if errors:  # reported as a failed tick, after sweeping what could be swept
+                context.log.info("; ".join(summaries) or "nothing swept")
+                raise errors[0]
+            return dg.SkipReason("; ".join(summaries))
         finally:
             backend.close()
 

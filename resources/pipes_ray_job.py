@@ -16,6 +16,7 @@ back with every other line (:class:`RayJobLogMessageReader`).
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any
@@ -65,6 +66,15 @@ class RayJobLogMessageReader(PipesMessageReader):
         return "Expected Pipes messages on the Ray job's stdout (PipesDefaultMessageWriter with stdio)."
 
 
+# CSI sequences (colours, cursor moves) and the two-character escapes Ray's loggers may print.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal escape sequences: Ray's coloured ``(TrainController pid=1)`` prefix, plain."""
+    return _ANSI.sub("", text)
+
+
 def pipes_runtime_env(session: dg.PipesSession, runtime_env: Mapping[str, Any] | None) -> dict[str, Any]:
     """``runtime_env`` with the Pipes bootstrap variables (how the context reaches the driver)."""
     env = dict((runtime_env or {}).get("env_vars", {}))
@@ -86,8 +96,10 @@ class _EventLog:
         if isinstance(event, LogLine):
             if event.pipes is not None:
                 self.handler.handle_message(event.pipes)  # type: ignore[arg-type]  # a PipesMessage dict
-            elif event.text.strip():
-                log.info(event.text)
+            else:
+                text = strip_ansi(event.text)  # Ray colours its prefixes; the event log shows raw text
+                if text.strip():
+                    log.info(text)
         elif isinstance(event, Metric):
             log.info(f"epoch metrics: {dict(event.values)}")
             if self.asset_key is not None:

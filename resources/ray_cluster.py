@@ -348,8 +348,9 @@ class RayClusterResource(dg.ConfigurableResource):
             phases.append(event)
             log.info(f"cluster {spec.name} [{event.phase}] {event.message}")
 
-        handle = backend.create(spec)
-        # Registered before waiting, so teardown deletes it even if waiting fails or is interrupted.
+        # Registered by name before the create request: a create the server committed but answered
+        # with an error (or that an interrupt cut short) is still deleted at teardown.
+        handle = ClusterHandle(spec.name, spec.namespace, backend.name)
         cluster = RunningCluster(
             spec,
             handle,
@@ -361,31 +362,46 @@ class RayClusterResource(dg.ConfigurableResource):
             phases=phases,
         )
         self._clusters[spec.name] = cluster
-        cluster.endpoints = backend.wait_ready(handle, self.ready_timeout_s, on_phase)
+        cluster.handle = backend.create(spec)
+        cluster.endpoints = backend.wait_ready(cluster.handle, self.ready_timeout_s, on_phase)
         cluster.ready_at = time.time()
         log.info(f"cluster {spec.name} ready in {cluster.seconds_to_ready:.1f}s at {cluster.endpoints.dashboard_url}")
         return cluster
 
     def delete_all(self) -> None:
-        """Delete every cluster this resource created in this run."""
+        """Delete every cluster this resource created (or asked for) in this run.
+
+        Every cluster is attempted, even when an interrupt arrives while another is being deleted
+        (a second Ctrl-C, Dagster terminating the run twice): the first interrupt is re-raised once
+        all are done, so nothing is left to the sweeper that could be deleted now.
+        """
         if not self._clusters:
             return
         backend = self._open()
+        interrupted: BaseException | None = None
         for name, cluster in list(self._clusters.items()):
             started = time.time()
-            try:
-                backend.delete(cluster.handle)
-                if self._log:
-                    self._log.info(
-                        f"deleted Ray cluster {name} in {time.time() - started:.1f}s "
-                        f"(held {time.time() - cluster.requested_at:.0f}s, "
-                        f"{cluster.gpu_hours():.4f} GPU-hours, ~${cluster.cost_usd():.4f})"
-                    )
-            except Exception as err:  # keep deleting the others; the sweeper retries by label
-                if self._log:
-                    self._log.error(f"could not delete Ray cluster {name}: {err}")
-            finally:
-                self._clusters.pop(name, None)
+            for _attempt in range(2):  # an interrupt cut the first attempt short: once more
+                try:
+                    backend.delete(cluster.handle)
+                    if self._log:
+                        self._log.info(
+                            f"deleted Ray cluster {name} in {time.time() - started:.1f}s "
+                            f"(held {time.time() - cluster.requested_at:.0f}s, "
+                            f"{cluster.gpu_hours():.4f} GPU-hours, ~${cluster.cost_usd():.4f})"
+                        )
+                    break
+                except Exception as err:  # keep deleting the others; the sweeper retries by label
+                    if self._log:
+                        self._log.error(f"could not delete Ray cluster {name}: {err}")
+                    break
+                except BaseException as err:  # an interrupt: finish every cluster first, then let it through
+                    interrupted = interrupted or err
+                    if self._log:
+                        self._log.warning(f"interrupted while deleting Ray cluster {name}; finishing the deletion")
+            self._clusters.pop(name, None)
+        if interrupted is not None:
+            raise interrupted
 
     def _open(self) -> ClusterBackend:
         # Outside a run (direct calls in tests) the backend opens on first use and lives with the resource.

@@ -15,6 +15,7 @@ from discord_ml_platform.backends.base import (
     ClusterHandle,
     ClusterInfo,
     ClusterNotReadyError,
+    HeadFailedError,
     PhaseCallback,
     PhaseEvent,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "ClusterHandle",
     "ClusterInfo",
     "ClusterNotReadyError",
+    "HeadFailedError",
     "PhaseCallback",
     "PhaseEvent",
     "get_backend",

@@ -18,6 +18,28 @@ class ClusterNotReadyError(ClusterError):
     """The cluster did not become ready; the message says which phase it was stuck in and why."""
 
 
+class HeadFailedError(ClusterNotReadyError):
+    """The head's Ray container failed (crash loop, OOM kill, an error exit, a failing readiness probe).
+
+    Attributes:
+        pod: The head pod.
+        container: Its Ray container.
+        reason: What the kubelet reported: ``CrashLoopBackOff``, ``OOMKilled``, ``Error``, ``Unhealthy``.
+        previous: Whether the failed container's output is the previous container's log (it was restarted).
+        log_tail: The container's last log lines, once fetched.
+    """
+
+    def __init__(
+        self, message: str, *, pod: str, container: str, reason: str, previous: bool, log_tail: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.pod = pod
+        self.container = container
+        self.reason = reason
+        self.previous = previous
+        self.log_tail = log_tail
+
+
 @dataclass(frozen=True)
 class ClusterHandle:
     """Identifies one cluster of a backend."""

@@ -30,6 +30,7 @@ from discord_ml_platform.backends.base import (
     ClusterHandle,
     ClusterInfo,
     ClusterNotReadyError,
+    HeadFailedError,
     PhaseCallback,
     PhaseEvent,
 )
@@ -53,7 +54,7 @@ from discord_ml_platform.backends.kuberay_status import (
     parse_time,
 )
 from discord_ml_platform.backends.kuberay_watch import ResourceWatch
-from discord_ml_platform.spec import DEFAULT_PLATFORM_CONFIG, ClusterSpec, PlatformConfig
+from discord_ml_platform.spec import DEFAULT_PLATFORM_CONFIG, ClusterSpec, PlatformConfig, QuantityError, parse_quantity
 from discord_ml_platform.spec.labels import CLUSTER, MANAGED_BY, MANAGED_BY_VALUE, RUN_ID, label_value
 from discord_ml_platform.spec.render import render_raycluster
 
@@ -65,6 +66,7 @@ log = logging.getLogger(__name__)
 BACKEND_NAME = "kuberay"
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayclusters"
 RECENT_EVENTS = 10
+HEAD_LOG_LINES = 20  # of a failed head container, quoted in the failure
 
 
 def make_api_client(kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None) -> Any:
@@ -326,6 +328,10 @@ class KubeRayBackend:
                     continue
                 try:
                     last, endpoints = view.assess(self.resolver)
+                except HeadFailedError as err:
+                    failed = self._with_log_tail(ns, err)
+                    report(Assessment("head-failed", str(failed).splitlines()[0], *view.workers()))
+                    raise failed from None
                 except ClusterNotReadyError as err:
                     report(
                         Assessment("image-pull" if "pull image" in str(err) else "failed", str(err), *view.workers())
@@ -337,6 +343,60 @@ class KubeRayBackend:
         finally:
             for watch in watches:
                 watch.stop(join_timeout_s=0.5)
+
+    def head_log(
+        self, namespace: str, pod: str, container: str, *, previous: bool = False, tail_lines: int = HEAD_LOG_LINES
+    ) -> str:
+        """The last lines of a container's log (``previous``: of the container before its last restart).
+
+        Raises:
+            ClusterError: the API refused (no such pod or container, no previous container, RBAC).
+        """
+        what = f"read the log of {namespace}/{pod} ({container}{', previous' if previous else ''})"
+        try:
+            # Raw: the client would turn the text/plain body into the repr of its bytes ("b'...'").
+            response = self._call(
+                what,
+                self.core.read_namespaced_pod_log,
+                pod,
+                namespace,
+                container=container,
+                previous=previous,
+                tail_lines=tail_lines,
+                _preload_content=False,
+            )
+            return bytes(response.data or b"").decode("utf-8", errors="replace")
+        except ClusterError:
+            raise
+        except Exception as err:
+            raise _api_failure(what, err) from err
+
+    def _with_log_tail(self, namespace: str, failed: HeadFailedError) -> HeadFailedError:
+        """``failed`` with the failed container's last log lines: the previous container's when it was
+        restarted, else the current one's (``kubectl logs [--previous]``)."""
+        tail, source, problem = "", "", "empty"
+        for previous in dict.fromkeys((failed.previous, False)):
+            try:
+                text = self.head_log(namespace, failed.pod, failed.container, previous=previous)
+            except ClusterError as err:  # no previous container, or the log is not ours to read
+                problem = str(err)
+                continue
+            if text.strip():
+                tail, source = text, "previous container" if previous else "container"
+                break
+        shown = (
+            f"last log lines of {failed.pod} ({source} {failed.container}):\n{tail.rstrip()}"
+            if tail
+            else (f"no log lines of {failed.pod} ({failed.container}): {problem}")
+        )
+        return HeadFailedError(
+            f"RayCluster head failed: {failed}\n{shown}",
+            pod=failed.pod,
+            container=failed.container,
+            reason=failed.reason,
+            previous=failed.previous,
+            log_tail=tail,
+        )
 
     def endpoints(self, handle: ClusterHandle) -> ClusterEndpoints:
         """Endpoints from the RayCluster's status.
@@ -382,9 +442,32 @@ class KubeRayBackend:
             raise
         except Exception as err:
             raise _api_failure(f"list RayClusters in {where}", err) from err
-        items = body.get("items") or []
-        events = self._events_by_namespace({i["metadata"].get("namespace", "default") for i in items})
-        return [self._info(item, events.get(item["metadata"].get("namespace", "default"), [])) for item in items]
+        items = [i for i in body.get("items") or [] if isinstance(i, dict) and isinstance(i.get("metadata"), dict)]
+        events = self._events_by_namespace({str(i["metadata"].get("namespace", "default")) for i in items})
+        return [
+            self._info_or_problem(item, events.get(str(item["metadata"].get("namespace", "default")), []))
+            for item in items
+        ]
+
+    def _info_or_problem(self, item: dict[str, Any], events: builtins.list[dict[str, Any]]) -> ClusterInfo:
+        # Anyone who may patch RayClusters can write a field we cannot read: that cluster shows as
+        # `unknown` with the problem, and every other cluster still lists.
+        try:
+            return self._info(item, events)
+        except Exception as err:
+            meta = item["metadata"]
+            name, ns = str(meta.get("name", "?")), str(meta.get("namespace", "default"))
+            log.warning("RayCluster %s/%s cannot be read: %s", ns, name, err)
+            labels = meta.get("labels")
+            return ClusterInfo(
+                handle=ClusterHandle(name, ns, self.name),
+                labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+                status="unknown",
+                created_at=parse_time(meta.get("creationTimestamp")),
+                desired_workers=0,
+                ready_workers=0,
+                details={"problem": f"cannot be read: {err}", "uid": meta.get("uid")},
+            )
 
     def delete(self, handle: ClusterHandle, timeout_s: float = 60) -> None:
         """Delete the RayCluster (its pods and services follow) and wait until it is gone.
@@ -487,7 +570,10 @@ def _gpus_per_worker(raycluster: Mapping[str, Any]) -> int:
     for container in containers:
         for resource, amount in ((container.get("resources") or {}).get("limits") or {}).items():
             if resource.endswith("/gpu"):
-                return int(amount)
+                try:  # a quantity such as "1" or "1500m"; GPUs are whole devices
+                    return int(parse_quantity(str(amount)))
+                except (QuantityError, ValueError, ArithmeticError):
+                    return 0
     return 0
 
 

@@ -177,7 +177,15 @@ class KubeRayJobs:
             raise
         except Exception as err:
             raise ClusterError(f"list RayJobs in {where}: {api_error_message(err)}") from err
-        return [RayJobInfo.from_object(item) for item in body.get("items") or []]
+        found = []
+        for item in body.get("items") or []:
+            try:  # one unreadable RayJob must not hide the others from the sweeper
+                found.append(RayJobInfo.from_object(item))
+            except Exception as err:
+                log.warning(
+                    "a RayJob in %s cannot be read (%s): %s", where, (item.get("metadata") or {}).get("name"), err
+                )
+        return found
 
     def follow(self, name: str, poll_s: float = 0.25) -> Iterator[RayJobState]:
         """Yield the RayJob's state every ``poll_s`` until it is finished (last state included)."""

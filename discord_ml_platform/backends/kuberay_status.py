@@ -16,11 +16,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from discord_ml_platform.backends.base import ClusterEndpoints, ClusterError, ClusterNotReadyError
+from discord_ml_platform.backends.base import ClusterEndpoints, ClusterError, ClusterNotReadyError, HeadFailedError
 
 CLUSTER_LABEL = "ray.io/cluster"
 NODE_TYPE_LABEL = "ray.io/node-type"
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+# A terminated Ray container with one of these reasons will not become ready by waiting.
+TERMINATED_FAILURES = ("OOMKilled", "Error", "ContainerCannotRun", "StartError")
+# Kubernetes' default failureThreshold: a readiness probe failing this often in a row marks the pod unready.
+READINESS_FAILURE_THRESHOLD = 3
 # Port names KubeRay and common manifests use, first match wins; then the well-known numbers.
 DASHBOARD_PORTS = (("dashboard",), "8265")
 GCS_PORTS = (("gcs-server", "gcs", "redis"), "6379")
@@ -241,6 +245,57 @@ class ReadinessView:
                 )
         return None
 
+    def head_failure(self) -> HeadFailedError | None:
+        """The head's Ray container failed (crash loop, OOM kill, error exit, readiness probe), or ``None``."""
+        for pod in self._head_pods():
+            name = (pod.get("metadata") or {}).get("name", "")
+            for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+                state, last = cs.get("state") or {}, cs.get("lastState") or {}
+                waiting, terminated = state.get("waiting") or {}, state.get("terminated") or {}
+                if waiting.get("reason") == "CrashLoopBackOff":
+                    exit_ = last.get("terminated") or {}
+                    return HeadFailedError(
+                        f"head pod {name}: container {cs.get('name')} is in CrashLoopBackOff after "
+                        f"{cs.get('restartCount', 0)} restart(s); last exit {exit_.get('reason', '?')} "
+                        f"(exit code {exit_.get('exitCode', '?')})",
+                        pod=name,
+                        container=str(cs.get("name")),
+                        reason="CrashLoopBackOff",
+                        previous=True,
+                    )
+                if terminated.get("reason") in TERMINATED_FAILURES:
+                    return HeadFailedError(
+                        f"head pod {name}: container {cs.get('name')} terminated: {terminated['reason']} "
+                        f"(exit code {terminated.get('exitCode', '?')})"
+                        + (
+                            " - the container ran out of memory: give the head more (head_memory)"
+                            if terminated["reason"] == "OOMKilled"
+                            else ""
+                        ),
+                        pod=name,
+                        container=str(cs.get("name")),
+                        reason=str(terminated["reason"]),
+                        previous=False,
+                    )
+            unhealthy = [
+                e
+                for e in self.relevant_events()
+                if e.get("reason") == "Unhealthy"
+                and (e.get("involvedObject") or {}).get("name") == name
+                and "Readiness probe failed" in str(e.get("message") or "")
+            ]
+            failures = max((int(e.get("count") or 1) for e in unhealthy), default=0)
+            if failures >= READINESS_FAILURE_THRESHOLD:
+                containers = (pod.get("spec") or {}).get("containers") or [{}]
+                return HeadFailedError(
+                    f"head pod {name}: readiness probe failed {failures} times: {unhealthy[-1].get('message')}",
+                    pod=name,
+                    container=str(containers[0].get("name")),
+                    reason="Unhealthy",
+                    previous=False,
+                )
+        return None
+
     def pending_reasons(self) -> list[str]:
         """Why pods are not running yet: unschedulable pods, quota and other warnings."""
         reasons: list[str] = []
@@ -290,6 +345,9 @@ class ReadinessView:
         failure = self.image_pull_failure()
         if failure:
             raise ClusterNotReadyError(f"RayCluster {self.namespace}/{self.name} cannot start: {failure}")
+        head_failed = self.head_failure()
+        if head_failed is not None:
+            raise head_failed
         rc = self.raycluster
         if rc is None:
             return Assessment("pending", "waiting for the RayCluster to appear", ready, desired), None

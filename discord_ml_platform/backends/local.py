@@ -6,12 +6,21 @@ on one machine never collide), a temp dir of its own, ``RAY_AUTH_MODE`` set expl
 project's Python first on ``PATH`` so job entrypoints import the project. A JSON record per
 cluster under the state dir lets other processes (the CLI, the dashboard, the sweeper) list and
 delete it. Deleting stops exactly the processes we started, never ``ray stop``.
+
+Records are private (files 0600 in a 0700 dir) and written atomically (temp file, fsync, rename,
+fsync of the dir). Each keeps its PIDs with their start times: a PID whose process started at
+another time belongs to someone else now (the kernel reuses numbers), counts as dead and is never
+signalled. A record from before start times were kept is trusted only where the command line
+proves it (the head names the cluster's temp dir, a worker its GCS address), and the temp dir
+only where it is a ``dmp-*`` dir right under the temp root. The record is written before the head
+is spawned, so no head runs that no record names, even if this process dies in between.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
+import logging
 import math
 import os
 import shutil
@@ -21,11 +30,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 from discord_ml_platform.backends.base import (
     ClusterEndpoints,
@@ -36,9 +44,25 @@ from discord_ml_platform.backends.base import (
     PhaseCallback,
     PhaseEvent,
 )
-from discord_ml_platform.backends.processes import free_ports, is_alive, port_accepts, tail, terminate_tree
+from discord_ml_platform.backends.local_records import (
+    InvalidRecordError,
+    LocalClusterRecord,
+    RecordStore,
+    private_dir,
+)
+from discord_ml_platform.backends.processes import (
+    OrphanedGroup,
+    Root,
+    free_ports,
+    port_accepts,
+    start_time,
+    tail,
+    terminate_tree,
+)
 from discord_ml_platform.spec import ClusterSpec
 from discord_ml_platform.spec.labels import cluster_labels
+
+log = logging.getLogger(__name__)
 
 BACKEND_NAME = "local"
 # Ports every Ray node needs; all chosen free so parallel clusters do not collide on defaults
@@ -96,38 +120,6 @@ def _ray_executable() -> str:
     return str(beside) if beside.exists() else (shutil.which("ray") or "ray")
 
 
-@dataclass
-class LocalClusterRecord:
-    """What we know about one local cluster; persisted as JSON in the state dir."""
-
-    name: str
-    labels: dict[str, str]
-    created_at: str
-    desired_workers: int
-    temp_dir: str
-    log_dir: str
-    auth_mode: str
-    head_pid: int
-    gcs_port: int
-    dashboard_port: int
-    client_port: int
-    worker_pids: list[int] = field(default_factory=list)
-    spec: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def pids(self) -> list[int]:
-        """The head and worker launcher PIDs (each also leads its process group)."""
-        return [self.head_pid, *self.worker_pids]
-
-    def endpoints(self) -> ClusterEndpoints:
-        """Where the cluster listens."""
-        return ClusterEndpoints(
-            dashboard_url=f"http://127.0.0.1:{self.dashboard_port}",
-            gcs_address=f"127.0.0.1:{self.gcs_port}",
-            client_address=f"ray://127.0.0.1:{self.client_port}",
-        )
-
-
 class LocalBackend:
     """Ray clusters as local processes; the default for laptops, CI and tests.
 
@@ -145,6 +137,7 @@ class LocalBackend:
         self.state_dir = Path(state_dir or default_state_dir())
         self.auth_mode = auth_mode
         self.temp_root = Path(temp_root or default_temp_root())
+        self.records = RecordStore(self.state_dir)
 
     def close(self) -> None:
         """Nothing to release: records are files, clusters live on after this object."""
@@ -157,50 +150,63 @@ class LocalBackend:
 
     # Records -------------------------------------------------------------------------------
 
-    def _record_path(self, name: str) -> Path:
-        return self.state_dir / f"{name}.json"
-
-    def _load(self, name: str) -> LocalClusterRecord | None:
-        try:
-            return LocalClusterRecord(**json.loads(self._record_path(name).read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
+    def _read(self, name: str) -> LocalClusterRecord | None:
+        """The record of ``name`` (``None``: none); raises ``InvalidRecordError`` when unreadable."""
+        return self.records.read(name)
 
     def _save(self, record: LocalClusterRecord) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self._record_path(record.name)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(record), indent=2))
-        tmp.replace(path)  # atomic: a reader never sees half a record
+        self.records.save(record)
 
     def record(self, handle: ClusterHandle) -> LocalClusterRecord:
-        """The stored record of a cluster; raises ``ClusterError`` when unknown."""
-        record = self._load(handle.name)
+        """The stored record of a cluster; raises ``ClusterError`` when unknown or unreadable."""
+        record = self._read(handle.name)
         if record is None:
             raise ClusterError(f"no local cluster named {handle.name!r} in {self.state_dir}")
         return record
 
+    def _stop(
+        self, record: LocalClusterRecord, grace_s: float, spawned: Sequence[subprocess.Popen[bytes]] = ()
+    ) -> None:
+        """Stop what is ours of the cluster (and ``spawned``, our own children) and remove its temp dir.
+
+        Everything gets SIGTERM at once; `ray start --block` then waits forever on children that are
+        already gone, so whatever still runs after a short grace gets SIGKILL. A per-run cluster
+        holds nothing that needs a graceful drain: the job was stopped, its outputs are on shared storage.
+        """
+        marker = record.owned_temp_dir(self.temp_root)
+        # A child we have not reaped keeps its PID; one that exited may leave its group behind.
+        children: builtins.list[Root] = [p.pid if p.poll() is None else OrphanedGroup(p.pid) for p in spawned]
+        terminate_tree([*record.stop_roots(self.temp_root), *children], marker=marker, grace_s=grace_s)
+        if marker:
+            shutil.rmtree(marker, ignore_errors=True)
+
     # Protocol --------------------------------------------------------------------------------
 
     def create(self, spec: ClusterSpec) -> ClusterHandle:
-        """Start the head, wait for its GCS port, then start the workers.
+        """Save the record, start the head, wait for its GCS port, then start the workers.
 
-        Idempotent: a cluster of the same name whose head still runs is returned as it is.
+        Idempotent: a cluster of the same name whose head still runs (or is being started) is
+        returned as it is. Whatever stops it half-way (an error, Ctrl-C) stops what it started.
         """
         handle = ClusterHandle(spec.name, spec.namespace, self.name)
-        existing = self._load(spec.name)
+        try:
+            existing = self._read(spec.name)
+        except InvalidRecordError:
+            existing = None
+            self.delete(handle)  # unreadable: it names nothing we may stop; make room
         if existing is not None:
-            if is_alive(existing.head_pid):
+            if existing.head_process(self.temp_root) is not None or existing.starting():
                 return handle
             self.delete(handle)  # a dead leftover of the same name: clear it first
         created = datetime.now(UTC)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
         # No cluster name in it: Ray nests a 45-character session dir and socket names below, and
         # Unix socket paths are limited to 107 bytes.
         self.temp_root.mkdir(parents=True, exist_ok=True)
         temp_dir = Path(tempfile.mkdtemp(prefix="dmp-", dir=self.temp_root))
         log_dir = self.state_dir / "logs" / spec.name
-        log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(log_dir.parent)
+        private_dir(log_dir)
         head_ports = dict(zip(_HEAD_PORTS + _NODE_PORTS, free_ports(len(_HEAD_PORTS) + len(_NODE_PORTS)), strict=True))
         env = cluster_process_environment(self.auth_mode, head_ports["port"])
         head_cmd = [
@@ -225,7 +231,6 @@ class LocalBackend:
             str(spec.object_store_bytes(spec.head_memory)),
             *[arg for key, port in head_ports.items() for arg in (f"--{key}", str(port))],
         ]
-        head = self._spawn(head_cmd, log_dir / "head.log", env)
         record = LocalClusterRecord(
             name=spec.name,
             labels=cluster_labels(
@@ -235,6 +240,7 @@ class LocalBackend:
                 gpu_type=spec.gpu_type,
                 expires_at=spec.expires_at(created),
                 run_id=spec.run_id,
+                deployment=spec.deployment,
                 extra=spec.labels,
             ),
             created_at=created.isoformat(),
@@ -242,20 +248,29 @@ class LocalBackend:
             temp_dir=str(temp_dir),
             log_dir=str(log_dir),
             auth_mode=self.auth_mode,
-            head_pid=head.pid,
+            head_pid=0,  # not spawned yet
             gcs_port=head_ports["port"],
             dashboard_port=head_ports["dashboard-port"],
             client_port=head_ports["ray-client-server-port"],
             spec=spec.model_dump(mode="json"),
         )
-        self._save(record)  # saved before anything else can fail, so delete() finds the head
+        spawned: builtins.list[subprocess.Popen[bytes]] = []
         try:
+            # Saved before the head exists: should this process die right after the spawn, the
+            # record still names the head (by its temp dir) for delete() and the sweepers.
+            self._save(record)
+            head = self._spawn(head_cmd, log_dir / "head.log", env)
+            spawned.append(head)
+            record.head_pid, record.head_started = head.pid, start_time(head.pid)
+            self._save(record)
             self._wait_for_gcs(record, timeout_s=60)
             for index in range(spec.workers):
-                record.worker_pids.append(self._start_worker(spec, record, index, env).pid)
+                worker = self._start_worker(spec, record, index, env)
+                spawned.append(worker)
+                record.set_worker(index, worker.pid, start_time(worker.pid))
                 self._save(record)
         except BaseException:
-            self.delete(handle)
+            self._discard(record, spawned)
             raise
         return handle
 
@@ -277,6 +292,8 @@ class LocalBackend:
         head_up = False
         restarts = 0
         while time.monotonic() < deadline:
+            if record.head_pid == 0:  # another process is still spawning the head: read its update
+                record = self.record(handle)
             self._raise_if_dead(record)
             restarts += self._restart_dead_workers(record, report, restarts)
             if not head_up:
@@ -304,50 +321,77 @@ class LocalBackend:
         return self.record(handle).endpoints()
 
     def list(self, label_selector: Mapping[str, str] | None = None) -> list[ClusterInfo]:
-        """Clusters with a record in the state dir whose labels match ``label_selector``."""
+        """Clusters with a record in the state dir whose labels match ``label_selector``.
+
+        A cluster is ``ready`` while its head is the process we started, ``pending`` while its head
+        is being spawned, else ``dead``. An unreadable record is listed as ``invalid`` (without
+        labels, so only an unfiltered listing shows it) and logged; it never hides the others.
+        """
         infos = []
-        for path in sorted(self.state_dir.glob("*.json")) if self.state_dir.exists() else []:
-            record = self._load(path.stem)
-            if record is None or any(record.labels.get(k) != v for k, v in (label_selector or {}).items()):
-                continue
-            alive_workers = sum(is_alive(pid) for pid in record.worker_pids)
-            status = "ready" if is_alive(record.head_pid) else "dead"
-            infos.append(
-                ClusterInfo(
-                    handle=ClusterHandle(record.name, record.spec.get("namespace", "local"), self.name),
-                    labels=record.labels,
-                    status=status,
-                    created_at=datetime.fromisoformat(record.created_at),
-                    desired_workers=record.desired_workers,
-                    ready_workers=alive_workers if status == "ready" else 0,
-                    endpoints=record.endpoints(),
-                    details={"spec": record.spec, "log_dir": record.log_dir},
-                )
-            )
+        wanted = dict(label_selector or {})
+        for name in self.records.names():
+            try:
+                info = self._info(name)
+            except Exception as err:  # one bad record must not hide the others
+                log.warning("local cluster record %s.json is unreadable: %s", name, err)
+                info = self.records.unreadable_info(name, self.name, err)
+            if info is not None and all(info.labels.get(k) == v for k, v in wanted.items()):
+                infos.append(info)
         return infos
 
+    def _info(self, name: str) -> ClusterInfo | None:
+        record = self._read(name)
+        if record is None:  # deleted meanwhile
+            return None
+        if record.head_process(self.temp_root) is not None:
+            status = "ready"
+            ready = sum(record.worker_process(i) is not None for i in range(len(record.worker_pids)))
+        else:
+            status, ready = ("pending" if record.starting() else "dead"), 0
+        namespace = record.spec.get("namespace")
+        return ClusterInfo(
+            handle=ClusterHandle(record.name, namespace if isinstance(namespace, str) else "local", self.name),
+            labels=record.labels,
+            status=status,
+            created_at=record.created,
+            desired_workers=record.desired_workers,
+            ready_workers=ready,
+            endpoints=record.endpoints(),
+            details={"spec": record.spec, "log_dir": record.log_dir},
+        )
+
     def delete(self, handle: ClusterHandle, timeout_s: float = 60) -> None:
-        """Stop every process of the cluster (by PID, group and temp dir) and remove its files."""
-        record = self._load(handle.name)
+        """Stop every process of the cluster that is still ours and remove its files.
+
+        Ours: the recorded PIDs whose start times match, their descendants and groups, and processes
+        naming its temp dir. A recorded PID that now names another process is never signalled. An
+        unreadable record is removed without signalling anything.
+        """
+        try:
+            record = self._read(handle.name)
+        except InvalidRecordError as err:
+            log.warning("removing unreadable local cluster record (nothing it names is stopped): %s", err)
+            self.records.remove(handle.name)
+            return
         if record is None:
             return
-        # Everything gets SIGTERM at once; `ray start --block` then waits forever on children that
-        # are already gone, so whatever still runs after a short grace gets SIGKILL. A per-run
-        # cluster holds nothing that needs a graceful drain: the job was stopped and its outputs
-        # are on shared storage.
-        terminate_tree(record.pids, marker=record.temp_dir, grace_s=min(timeout_s, 2.0))
-        shutil.rmtree(record.temp_dir, ignore_errors=True)
-        self._record_path(handle.name).unlink(missing_ok=True)
+        self._stop(record, grace_s=min(timeout_s, 2.0))
+        self.records.remove(handle.name)
+
+    def _discard(self, record: LocalClusterRecord, spawned: builtins.list[subprocess.Popen[bytes]]) -> None:
+        """Undo a create that did not finish: stop what it spawned, remove the record."""
+        self._stop(record, grace_s=2.0, spawned=spawned)
+        self.records.remove(record.name)
 
     # Helpers ---------------------------------------------------------------------------------
 
     @staticmethod
     def _spawn(cmd: builtins.list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        with open(log_path, "ab") as log:
+        with open(log_path, "ab") as out:
             # Own session and process group: we stop exactly this tree, and a Ctrl-C aimed at the
             # caller's terminal does not kill the cluster before our cleanup runs.
             return subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
             )
 
     def _start_worker(
@@ -384,21 +428,26 @@ class LocalBackend:
         """Start again any worker whose `ray start` exited (on a loaded machine a node can time out
         joining); give up with its log after ``MAX_WORKER_RESTARTS`` in total."""
         restarted = 0
-        for index, pid in enumerate(record.worker_pids):
-            if is_alive(pid):
+        for index in range(len(record.worker_pids)):
+            if record.worker_process(index) is not None:
                 continue
-            log = Path(record.log_dir) / f"worker-{index}.log"
+            log_path = Path(record.log_dir) / f"worker-{index}.log"
             if restarts_so_far + restarted >= MAX_WORKER_RESTARTS:
                 raise ClusterNotReadyError(
-                    f"worker {index} of {record.name!r} exited {MAX_WORKER_RESTARTS + 1} times; its log:\n{tail(log)}"
+                    f"worker {index} of {record.name!r} exited {MAX_WORKER_RESTARTS + 1} times; its log:\n{tail(log_path)}"
                 )
             report("worker-restart", f"worker {index} exited while joining; starting it again", index)
             # Already validated when created, against the catalog then in effect (which may hold pools
             # the built-in catalog lacks): rebuild it as it was, without validating again.
             spec = ClusterSpec.model_construct(**record.spec)
             env = cluster_process_environment(record.auth_mode, record.gcs_port)
-            record.worker_pids[index] = self._start_worker(spec, record, index, env).pid
-            self._save(record)
+            worker = self._start_worker(spec, record, index, env)
+            try:
+                record.set_worker(index, worker.pid, start_time(worker.pid))
+                self._save(record)
+            except BaseException:  # not recorded: nothing else would ever stop it
+                terminate_tree([worker.pid], grace_s=2.0)
+                raise
             restarted += 1
         return restarted
 
@@ -410,9 +459,8 @@ class LocalBackend:
                 raise ClusterNotReadyError(f"GCS of {record.name!r} did not open port {record.gcs_port}")
             time.sleep(0.1)
 
-    @staticmethod
-    def _raise_if_dead(record: LocalClusterRecord) -> None:
-        if not is_alive(record.head_pid):
+    def _raise_if_dead(self, record: LocalClusterRecord) -> None:
+        if record.head_process(self.temp_root) is None and not record.starting():
             raise ClusterNotReadyError(
                 f"Ray head of {record.name!r} exited; head log:\n{tail(Path(record.log_dir) / 'head.log')}"
             )

@@ -3,6 +3,12 @@
 ``ray stop`` or ``pkill raylet`` end every Ray on the machine, other users' and other runs'
 included; everything here acts only on processes whose PIDs we recorded, their descendants, and
 processes whose command line names a directory that belongs to us.
+
+A PID alone does not name a process for long: once ours exits, the kernel may hand the number to
+any later process. A PID is therefore kept with its start time (:func:`start_time`) and a process
+counts as ours only while both match (:func:`owned_process`); a group is signalled only through a
+leader that is still ours, or while no process holds the leader's number at all (then only our
+own group can still hold it).
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ import os
 import signal
 import socket
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import psutil
 
@@ -41,12 +49,56 @@ def port_accepts(host: str, port: int, timeout_s: float = 0.2) -> bool:
     return False
 
 
+# How far two readings of one process's start time may differ. psutil derives it from the boot
+# time, which the kernel reports in whole seconds and may shift when the clock is stepped; a PID
+# cannot cycle through the whole PID space and come back within this window.
+START_TIME_TOLERANCE_S = 1.0
+
+
 def is_alive(pid: int) -> bool:
-    """Whether ``pid`` runs and is not a zombie."""
+    """Whether ``pid`` runs and is not a zombie (any process: see :func:`owned_process` for ours)."""
+    if pid <= 1:
+        return False
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def start_time(pid: int) -> float | None:
+    """When ``pid`` started (seconds since the epoch, as psutil reports it), ``None`` when it is gone."""
+    if pid <= 1:
+        return None
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def owned_process(pid: int, started: float | None, cmdline_marker: str | None = None) -> psutil.Process | None:
+    """The live process ``pid`` if it is still the one we started, else ``None``.
+
+    Args:
+        pid: The recorded PID; 0, 1 and negative numbers never name a process of ours.
+        started: Its recorded start time; the process must have started then (within
+            :data:`START_TIME_TOLERANCE_S`), or it is a later process that reuses the number.
+        cmdline_marker: Checked only when ``started`` is unknown (a record written before start
+            times were kept): the process's command line must then contain it. Without either,
+            nothing tells our process from another one, and ``None`` is returned.
+    """
+    if pid <= 1:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        if started is not None:
+            return proc if abs(proc.create_time() - started) <= START_TIME_TOLERANCE_S else None
+        if cmdline_marker and any(cmdline_marker in part for part in proc.cmdline()):
+            return proc
+    except psutil.Error:
+        pass
+    return None
 
 
 def processes_naming(marker: str) -> list[psutil.Process]:
@@ -73,12 +125,47 @@ def live_command_lines(marker: str, exclude: tuple[str, ...] = ()) -> list[str]:
     return found
 
 
-def process_tree(pids: Iterable[int], marker: str | None = None) -> list[psutil.Process]:
+@dataclass(frozen=True)
+class OrphanedGroup:
+    """The process group of a leader of ours that is gone: signalled only while no process has its PID."""
+
+    pid: int
+
+
+Root: TypeAlias = int | psutil.Process | OrphanedGroup
+"""A process to stop: a PID the caller vouches for now, a ``psutil.Process`` (bound to its start
+time), or the leftover group of one that exited."""
+
+
+def _resolve(roots: Iterable[Root]) -> list[tuple[int, psutil.Process | None]]:
+    """Each root's PID and process (``None``: none, or no process has that PID now)."""
+    resolved: list[tuple[int, psutil.Process | None]] = []
+    for root in roots:
+        if isinstance(root, psutil.Process):
+            resolved.append((root.pid, root))
+            continue
+        if isinstance(root, OrphanedGroup):
+            if root.pid > 1:
+                resolved.append((root.pid, None))
+            continue
+        if root <= 1:  # 0 and -1 mean "my group" and "everyone" to kill(2)
+            continue
+        try:
+            resolved.append((root, psutil.Process(root)))
+        except psutil.Error:
+            resolved.append((root, None))
+    return resolved
+
+
+def process_tree(pids: Iterable[Root], marker: str | None = None) -> list[psutil.Process]:
     """The processes ``pids``, all their descendants, and those whose command line names ``marker``."""
     tree: dict[int, psutil.Process] = {}
-    for pid in pids:
+    for _, root in _resolve(pids):
+        if root is None:
+            continue
         try:
-            root = psutil.Process(pid)
+            if not root.is_running():  # exited, or its PID now names another process
+                continue
             tree[root.pid] = root
             for child in root.children(recursive=True):
                 tree[child.pid] = child
@@ -94,25 +181,50 @@ def process_tree(pids: Iterable[int], marker: str | None = None) -> list[psutil.
     return list(tree.values())
 
 
-def terminate_tree(pids: Iterable[int], marker: str | None = None, grace_s: float = 5.0) -> int:
+def _signal_group(pid: int, leader: psutil.Process | None, sig: signal.Signals) -> None:
+    """Signal the process group ``pid`` (one we created with ``start_new_session=True``), if still ours.
+
+    While the leader is our process, the group is ours. Once the leader is gone its group may live
+    on (a SIGKILLed ``ray start`` leaves its children running); the kernel does not hand out a number
+    that still names a group, so while no process has the PID the group is the one we created. A
+    PID that names another process now means our group is gone and the number was reused.
+    """
+    if pid <= 1:
+        return
+    if leader is not None and leader.is_running():
+        pass
+    elif psutil.pid_exists(pid):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def terminate_tree(pids: Iterable[Root], marker: str | None = None, grace_s: float = 5.0) -> int:
     """SIGTERM a process tree (and its process groups), then SIGKILL what outlives ``grace_s``.
 
-    Returns the number of processes that had to be killed with SIGKILL.
+    Args:
+        pids: The roots. An ``int`` is trusted as the caller's process if one runs under it now (check
+            it with :func:`owned_process` first when it comes from a record); a ``psutil.Process`` is
+            signalled only while it is the same process (PID and start time). A root that is gone
+            still has its leftover process group stopped, unless its PID names another process.
+        marker: Also stop processes whose command line contains it (a directory only we use).
+        grace_s: Seconds between SIGTERM and SIGKILL.
+
+    Returns:
+        The number of processes that had to be killed with SIGKILL.
     """
-    pids = list(pids)
-    procs = process_tree(pids, marker)
-    for pid in pids:  # the groups we created with start_new_session=True
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
+    roots = _resolve(pids)
+    procs = process_tree([proc for _, proc in roots if proc is not None], marker)
+    for pid, leader in roots:  # the groups we created with start_new_session=True
+        _signal_group(pid, leader, signal.SIGTERM)
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
     _, alive = psutil.wait_procs(procs, timeout=grace_s)
     # A graceful stop may spawn or orphan more (raylet restarting a worker): look once more.
     alive += [p for p in process_tree([], marker) if p not in alive]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+    for pid, leader in roots:
+        _signal_group(pid, leader, signal.SIGKILL)
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()

@@ -16,7 +16,24 @@ from discord_ml_platform.cli.cluster_output import (
     print_manifests,
     wait_with_progress,
 )
-from discord_ml_platform.cli.errors import EXIT_INTERRUPTED, CliError, UsageProblem, spec_problem
+from discord_ml_platform.cli.errors import EXIT_INTERRUPTED, CliError, UsageProblem
+from discord_ml_platform.cli.hardware_flags import (
+    CpusOpt,
+    GpusPerWorkerOpt,
+    GpuTypeOpt,
+    HeadCpusOpt,
+    HeadMemoryOpt,
+    ImageOpt,
+    LabelOpt,
+    MaxWorkersOpt,
+    MemoryOpt,
+    MinWorkersOpt,
+    WorkersOpt,
+    build_spec,
+    hardware_fields,
+    parse_pairs,
+    parse_ttl,
+)
 from discord_ml_platform.cli.output import OutputFormat, OutputOpt, print_data, print_rows, stdout
 from discord_ml_platform.cli.settings import cli_platform, complete_gpu_type, dns_label
 
@@ -31,27 +48,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-# ClusterSpec field -> the flag a user typed, for error messages.
-SPEC_FLAGS = {
-    "name": "NAME",
-    "namespace": "--namespace",
-    "gpu_type": "--gpu-type",
-    "workers": "--workers",
-    "min_workers": "--min-workers",
-    "max_workers": "--max-workers",
-    "gpus_per_worker": "--gpus-per-worker",
-    "cpus_per_worker": "--cpus",
-    "memory_per_worker": "--memory",
-    "head_cpus": "--head-cpus",
-    "head_memory": "--head-memory",
-    "object_store_memory": "--object-store-memory",
-    "image": "--image",
-    "owner": "--owner",
-    "team": "--team",
-    "ttl": "--ttl",
-    "labels": "--label",
-    "env": "--env",
-}
 MAX_NAME = 47
 
 NamespaceOpt = Annotated[
@@ -71,50 +67,6 @@ def generate_name(owner: str, gpu_type: str) -> str:
     return f"{person}-{gpu}-{suffix}"
 
 
-def _pairs(values: list[str], flag: str) -> dict[str, str]:
-    pairs = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageProblem(f"{flag}: expected KEY=VALUE, got {item!r}")
-        pairs[key] = value
-    return pairs
-
-
-def build_spec(
-    platform: Platform,
-    fields: dict[str, Any],
-    typed: dict[str, str] | None = None,
-    flags: dict[str, str] | None = None,
-) -> ClusterSpec:
-    """The platform's ``ClusterSpec`` of ``fields`` (catalog, images and policy in effect).
-
-    Args:
-        platform: The platform in effect.
-        fields: ``ClusterSpec`` fields from the flags; ``None`` takes the platform's default.
-        typed: Field -> what the user typed, quoted in policy messages (``--ttl 2d``).
-        flags: Field -> flag for messages (default :data:`SPEC_FLAGS`).
-
-    Raises:
-        UsageProblem: one line per problem, named by the flag (``--workers: must be <= 256 (got 300)``).
-    """
-    from discord_ml_platform.spec import SpecError
-
-    try:
-        return platform.cluster_spec(fields, typed=typed)
-    except SpecError as err:
-        raise spec_problem(err, flags or SPEC_FLAGS) from None
-
-
-def _ttl(value: str) -> Any:
-    from discord_ml_platform.spec.policy import parse_duration
-
-    try:
-        return parse_duration(value)
-    except ValueError as err:
-        raise UsageProblem(f"--ttl: {err}") from None
-
-
 # Commands ---------------------------------------------------------------------------------------
 
 
@@ -131,26 +83,12 @@ def create(
     name: Annotated[
         str | None, typer.Argument(help="Cluster name (DNS-1123 label); default <owner>-<gpu>-<random4>.")
     ] = None,
-    gpu_type: Annotated[
-        str,
-        typer.Option(
-            "--gpu-type", "-g", autocompletion=complete_gpu_type, help="GPU pool from the catalog (see `dmp gpus`)."
-        ),
-    ] = "cpu",
-    workers: Annotated[int, typer.Option("--workers", "-w", help="Worker nodes besides the head.")] = 1,
-    gpus_per_worker: Annotated[
-        int | None, typer.Option("--gpus-per-worker", help="GPUs per worker (default 1 on GPU pools, 0 on cpu).")
-    ] = None,
-    memory: Annotated[
-        str | None,
-        typer.Option(
-            "--memory", "-m", help="Memory per worker, a Kubernetes quantity such as 64Gi (default from the catalog)."
-        ),
-    ] = None,
-    cpus: Annotated[float | None, typer.Option("--cpus", help="CPUs per worker (default from the catalog).")] = None,
-    image: Annotated[
-        str | None, typer.Option("--image", help="Container image (default: the Ray image for the pool).")
-    ] = None,
+    gpu_type: GpuTypeOpt = "cpu",
+    workers: WorkersOpt = 1,
+    gpus_per_worker: GpusPerWorkerOpt = None,
+    memory: MemoryOpt = None,
+    cpus: CpusOpt = None,
+    image: ImageOpt = None,
     ttl: Annotated[
         str, typer.Option("--ttl", help="Lifetime before the sweeper deletes it: 8h, 1d12h, 90m, 3600.")
     ] = "8h",
@@ -159,15 +97,11 @@ def create(
     ] = None,
     team: Annotated[str | None, typer.Option("--team", help="Team billed for the cluster.")] = None,
     namespace: NamespaceOpt = None,
-    min_workers: Annotated[int | None, typer.Option("--min-workers", help="Autoscaling lower bound.")] = None,
-    max_workers: Annotated[int | None, typer.Option("--max-workers", help="Autoscaling upper bound.")] = None,
-    head_cpus: Annotated[float | None, typer.Option("--head-cpus", help="CPUs of the head node.")] = None,
-    head_memory: Annotated[
-        str | None, typer.Option("--head-memory", help="Memory of the head node (default 4Gi).")
-    ] = None,
-    label: Annotated[
-        list[str] | None, typer.Option("--label", "-l", help="Extra label KEY=VALUE (repeatable).")
-    ] = None,
+    min_workers: MinWorkersOpt = None,
+    max_workers: MaxWorkersOpt = None,
+    head_cpus: HeadCpusOpt = None,
+    head_memory: HeadMemoryOpt = None,
+    label: LabelOpt = None,
     env: Annotated[
         list[str] | None,
         typer.Option("--env", "-e", help="Environment variable KEY=VALUE for every Ray container (repeatable)."),
@@ -190,24 +124,27 @@ def create(
     """
     platform = cli_platform()
     owner = owner or platform.default_owner()
+    pool = "cpu" if gpu_type is None else gpu_type  # an empty --gpu-type is an error, not the cpu pool
     fields: dict[str, Any] = {
-        "name": name or generate_name(owner, gpu_type),
+        **hardware_fields(
+            gpu_type=pool,
+            workers=workers,
+            gpus_per_worker=gpus_per_worker,
+            memory=memory,
+            cpus=cpus,
+            image=image,
+            min_workers=min_workers,
+            max_workers=max_workers,
+            head_cpus=head_cpus,
+            head_memory=head_memory,
+            label=label,
+        ),
+        "name": generate_name(owner, pool) if name is None else name,  # "" is an error, not "generate one"
         "namespace": namespace,
-        "gpu_type": gpu_type,
-        "workers": workers,
-        "min_workers": min_workers,
-        "max_workers": max_workers,
-        "gpus_per_worker": gpus_per_worker,
-        "cpus_per_worker": cpus,
-        "memory_per_worker": memory,
-        "head_cpus": head_cpus,
-        "head_memory": head_memory,
-        "image": image,
         "owner": owner,
         "team": team,
-        "ttl": _ttl(ttl),
-        "labels": _pairs(label or [], "--label") or None,
-        "env": _pairs(env or [], "--env") or None,
+        "ttl": parse_ttl(ttl),
+        "env": parse_pairs(env or [], "--env") or None,
     }
     spec = build_spec(platform, fields, typed={"ttl": ttl})
     if dry_run:
@@ -291,9 +228,13 @@ def list_clusters(
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
 ) -> None:
-    """List clusters with owner, hardware, readiness, age, expiry and price per hour."""
+    """List clusters with owner, hardware, readiness, age, expiry and price per hour.
+
+    A cluster with a label that cannot be read is still listed; a warning on stderr says what is wrong.
+    """
+    from discord_ml_platform.cli.output import stderr
     from discord_ml_platform.cli.views import LIST_COLUMNS
-    from discord_ml_platform.fleet import cluster_row, display_cells
+    from discord_ml_platform.fleet import display_cells, safe_cluster_row
     from discord_ml_platform.spec.labels import GPU_TYPE, OWNER, label_value
 
     selector = {}
@@ -307,9 +248,12 @@ def list_clusters(
     wanted = None if all_namespaces else (namespace or platform.settings.namespace)
     now = datetime.now(UTC)
     rows = sorted(
-        (cluster_row(i, platform.catalog, now) for i in infos if wanted is None or i.handle.namespace == wanted),
+        (safe_cluster_row(i, platform.catalog, now) for i in infos if wanted is None or i.handle.namespace == wanted),
         key=lambda r: (r["namespace"], r["name"]),
     )
+    for row in rows:  # flagged, never fatal: one odd cluster must not hide the others
+        for problem in row["problems"]:
+            stderr().print(f"warning: cluster {row['namespace']}/{row['name']}: {problem}", markup=False)
     columns = LIST_COLUMNS if all_namespaces else tuple(c for c in LIST_COLUMNS if c[0] != "namespace")
     where = "any namespace" if wanted is None else f"namespace {wanted!r} (-A for all)"
     print_rows(rows, columns, output, cells=[display_cells(r, now) for r in rows], empty=f"no clusters in {where}")
@@ -377,8 +321,12 @@ def sweep(
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
 ) -> None:
-    """Delete platform clusters (all namespaces) whose expiry has passed or whose status is dead."""
-    from discord_ml_platform.fleet import cluster_row, sweep_reason
+    """Delete platform clusters (all namespaces) whose expiry has passed or whose status is dead.
+
+    A cluster whose labels cannot be read is kept (unless dead) with a warning; it never stops the sweep.
+    """
+    from discord_ml_platform.cli.output import stderr
+    from discord_ml_platform.fleet import safe_cluster_row, sweep_reason
     from discord_ml_platform.spec.labels import MANAGED_BY, MANAGED_BY_VALUE
 
     platform = cli_platform()
@@ -387,7 +335,9 @@ def sweep(
     failures = []
     with using_backend(backend, kubeconfig, context, platform) as cluster_backend:
         for info in cluster_backend.list({MANAGED_BY: MANAGED_BY_VALUE}):
-            row = cluster_row(info, platform.catalog, now)
+            row = safe_cluster_row(info, platform.catalog, now)
+            for problem in row["problems"]:
+                stderr().print(f"warning: cluster {row['namespace']}/{row['name']}: {problem}", markup=False)
             reason = sweep_reason(row)
             if reason:
                 action = "would delete" if dry_run else "deleted"

@@ -50,9 +50,16 @@ def wait_with_progress(
 
 def print_manifests(spec: ClusterSpec, platform: Platform, output: OutputFormat) -> None:
     """``--dry-run``: the manifests of ``spec`` with the platform's catalog and policy, as YAML or JSON."""
-    from discord_ml_platform.spec import manifests_to_yaml, render_manifests
+    from discord_ml_platform.spec import render_manifests
 
     manifests = render_manifests(spec, catalog=platform.catalog, policy=platform.policy, created_at=datetime.now(UTC))
+    write_manifests(manifests, output)
+
+
+def write_manifests(manifests: list[dict[str, Any]], output: OutputFormat) -> None:
+    """What every ``--dry-run`` prints: JSON with ``-o json`` (one object, or a ``List`` of several), else YAML."""
+    from discord_ml_platform.spec import manifests_to_yaml
+
     if output is OutputFormat.json:
         document = manifests[0] if len(manifests) == 1 else {"apiVersion": "v1", "kind": "List", "items": manifests}
         sys.stdout.write(dump_json(document) + "\n")

@@ -9,6 +9,7 @@ Heavy modules (pydantic, the spec layer, kubernetes) are imported only on the er
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEBUG_ENV = "DMP_DEBUG"
+LONG_QUOTE = 60
 
 
 class CliError(Exception):
@@ -192,13 +194,28 @@ def _kubernetes_error(exc: BaseException) -> CliError:
     return CliError(message, hint=hints.get(status or 0))
 
 
+# A quoted value this long is a pasted file or a runaway variable: shown by its start and its length.
+# A quote opens after a space, '(' or '=' and closes before a space, punctuation or the end: the
+# text between a closing and an opening quote ("'x' must be ... digits and '-'") is no value.
+_LONG_QUOTE = re.compile(rf"(?:(?<=^)|(?<=[\s(=\[]))'([^'\n]{{{LONG_QUOTE + 1},}})'(?=$|[\s,;:.)\]])")
+
+
+def cut_long_quotes(line: str) -> str:
+    """``line`` with every quoted value over 60 characters cut to its start and its length.
+
+    Messages quote what the user typed; a 10,000-character value must not fill the terminal, whichever
+    layer (the catalog, a validator) wrote the message.
+    """
+    return _LONG_QUOTE.sub(lambda m: f"'{m[1][: LONG_QUOTE - 3]}...' ({len(m[1])} characters)", line)
+
+
 def report(error: CliError) -> None:
     """Print ``error`` (and its hint) to stderr, in colour on a terminal."""
     from rich.console import Console
     from rich.markup import escape
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    lines = error.message.splitlines() or [""]
+    lines = [cut_long_quotes(line) for line in error.message.splitlines()] or [""]
     console.print(f"[bold red]error:[/] {escape(lines[0])}")
     for line in lines[1:]:
         console.print(f"  {escape(line)}")

@@ -7,7 +7,6 @@ RayJob whose cluster the cluster manager creates and deletes.
 
 from __future__ import annotations
 
-import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,29 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from discord_ml_platform.cli.backend_choice import BackendOpt, ContextOpt, KubeconfigOpt, using_backend
-from discord_ml_platform.cli.errors import EXIT_INTERRUPTED, CliError, UsageProblem
+from discord_ml_platform.cli.errors import EXIT_INTERRUPTED, CliError
+from discord_ml_platform.cli.hardware_flags import (
+    CpusOpt,
+    GpusPerWorkerOpt,
+    GpuTypeOpt,
+    HeadCpusOpt,
+    HeadMemoryOpt,
+    ImageOpt,
+    LabelOpt,
+    MaxWorkersOpt,
+    MemoryOpt,
+    MinWorkersOpt,
+    WorkersOpt,
+    hardware_fields,
+)
+from discord_ml_platform.cli.job_args import (
+    CommandAfterDashes,
+    check_cluster_name,
+    entrypoint_of,
+    load_runtime_env,
+    refuse_hardware_without_rayjob,
+    refuse_stray_args,
+)
 from discord_ml_platform.cli.job_follow import follow, outcome_line
 from discord_ml_platform.cli.output import OutputFormat, OutputOpt, print_data, print_rows, stderr
 from discord_ml_platform.cli.settings import cli_platform
@@ -103,40 +124,6 @@ def jobs_api(job_id: str | None = None) -> Iterator[None]:
         raise CliError(f"Jobs API request failed: {text}") from None
 
 
-def entrypoint_of(command: list[str]) -> str:
-    """The shell command of a job: one argument is taken as written, several are quoted and joined."""
-    if not command:
-        raise UsageProblem("no command given", hint="put it after --, e.g. dmp job submit -c NAME -- python train.py")
-    return command[0] if len(command) == 1 else shlex.join(command)
-
-
-def load_runtime_env(path: Path | None, working_dir: Path | None, env: list[str]) -> dict[str, Any]:
-    """The job's runtime env: the YAML/JSON file, then ``--working-dir`` and ``--env`` on top."""
-    import yaml
-
-    runtime_env: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except OSError as err:
-            raise UsageProblem(f"--runtime-env: cannot read {path}: {err.strerror or err}") from None
-        except yaml.YAMLError as err:
-            raise UsageProblem(f"--runtime-env: {path} is not valid YAML or JSON: {err}") from None
-        if not isinstance(loaded, dict):
-            raise UsageProblem(f"--runtime-env: {path} must hold a mapping such as {{pip: [...], env_vars: {{...}}}}")
-        runtime_env.update(loaded)
-    if working_dir is not None:
-        if not working_dir.is_dir():
-            raise UsageProblem(f"--working-dir: {working_dir} is not a directory")
-        runtime_env["working_dir"] = str(working_dir.resolve())
-    for item in env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageProblem(f"--env: expected KEY=VALUE, got {item!r}")
-        runtime_env.setdefault("env_vars", {})[key] = value
-    return runtime_env
-
-
 def _stamp(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat() if ms else None
 
@@ -162,17 +149,22 @@ def job_record(details: Any) -> dict[str, Any]:
 
 @app.command(
     "submit",
-    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+    cls=CommandAfterDashes,
     epilog=(
         "Examples:\n\n"
         "  dmp job submit --cluster my-exp -- python -c \"print('hello')\"\n\n"
         "  dmp job submit -c my-exp --working-dir . --runtime-env env.yaml -- python train.py --epochs 3\n\n"
-        "  JOB=$(dmp job submit -c my-exp --no-wait -- python train.py)   (prints the submission id)"
+        "  JOB=$(dmp job submit -c my-exp --no-wait -- python train.py)   (prints the submission id)\n\n"
+        "  dmp job submit --rayjob -c my-rj --gpu-type l4 --workers 2 --dry-run -o json -- python train.py"
     ),
 )
 def submit(
+    ctx: typer.Context,
     cluster: ClusterOpt,
-    command: Annotated[list[str] | None, typer.Argument(help="The command to run on the cluster, after --.")] = None,
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="-- COMMAND", help="The command to run on the cluster, after --."),
+    ] = None,
     namespace: NamespaceOpt = None,
     working_dir: Annotated[
         Path | None, typer.Option("--working-dir", "-d", help="Local directory uploaded as the job's working dir.")
@@ -187,12 +179,12 @@ def submit(
         str | None, typer.Option("--submission-id", help="Id to give the job (default: generated).")
     ] = None,
     entrypoint_num_cpus: Annotated[
-        float | None, typer.Option("--entrypoint-num-cpus", help="CPUs reserved for the driver.")
+        float | None, typer.Option("--entrypoint-num-cpus", min=0, help="CPUs reserved for the driver.")
     ] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the submission id and return at once.")] = False,
     timeout: Annotated[
         float | None,
-        typer.Option("--timeout", help="Seconds to wait for the job before giving up (default: no limit)."),
+        typer.Option("--timeout", min=0, help="Seconds to wait for the job before giving up (default: no limit)."),
     ] = None,
     output: OutputOpt = OutputFormat.table,
     backend: BackendOpt = None,
@@ -214,20 +206,51 @@ def submit(
         typer.Option("--deadline-seconds", min=1, help="--rayjob: KubeRay stops the job after this many seconds."),
     ] = 6 * 3600,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="--rayjob: print the RayJob instead of creating it.")
+        bool,
+        typer.Option(
+            "--dry-run", help="--rayjob: print the RayJob (-o json for JSON, else YAML) instead of creating it."
+        ),
     ] = False,
+    gpu_type: GpuTypeOpt = None,
+    workers: WorkersOpt = 0,
+    gpus_per_worker: GpusPerWorkerOpt = None,
+    memory: MemoryOpt = None,
+    cpus: CpusOpt = None,
+    image: ImageOpt = None,
+    min_workers: MinWorkersOpt = None,
+    max_workers: MaxWorkersOpt = None,
+    head_cpus: HeadCpusOpt = None,
+    head_memory: HeadMemoryOpt = None,
+    label: LabelOpt = None,
 ) -> None:
     """Run a command as a Ray job on a cluster, streaming its logs; exit 0 only if it SUCCEEDED.
 
+    The command is what follows --; an option this command does not know is an error (exit 2).
     With -o json the logs go to stderr and stdout holds one JSON object with the outcome.
     With --rayjob the cluster is KubeRay's to create and delete (see docs/rayjob-mode.md).
+    The hardware flags (--gpu-type, --workers, --memory, ...) shape that cluster as in `dmp cluster create`.
     """
     from discord_ml_platform.jobs.events import Workload
 
-    entrypoint = entrypoint_of(command or [])
+    refuse_stray_args(ctx)
+    entrypoint = entrypoint_of(list(command or []))
     env_spec = load_runtime_env(runtime_env, working_dir, env or [])
-    if dry_run and not rayjob:
-        raise UsageProblem("--dry-run only applies with --rayjob", hint="a job on a cluster has no manifest to print")
+    if not rayjob:
+        refuse_hardware_without_rayjob(ctx, dry_run=dry_run)
+        check_cluster_name(cluster)
+    hardware = hardware_fields(
+        gpu_type=gpu_type,
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
+        memory=memory,
+        cpus=cpus,
+        image=image,
+        min_workers=min_workers,
+        max_workers=max_workers,
+        head_cpus=head_cpus,
+        head_memory=head_memory,
+        label=label,
+    )
     platform = cli_platform()
     scripted = output in (OutputFormat.json, OutputFormat.yaml)
     # The job's own output: stdout for people, stderr when stdout holds the JSON/YAML outcome.
@@ -241,9 +264,10 @@ def submit(
             platform,
             runner,
             cluster,
-            namespace or platform.settings.namespace,
+            platform.settings.namespace if namespace is None else namespace,  # "" is an error, not the default
             Workload(entrypoint, env_spec, {"submitted_by": owner}, submission_id),
             rayjob_options(ttl_seconds, deadline_seconds),
+            hardware=hardware,
             dry_run=dry_run,
             no_wait=no_wait,
             output=output,

@@ -12,7 +12,7 @@ import contextlib
 import sys
 from collections.abc import Generator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -51,6 +51,7 @@ def submit_rayjob(
     workload: Workload,
     options: RayJobOptions,
     *,
+    hardware: dict[str, Any] | None = None,
     dry_run: bool,
     no_wait: bool,
     output: OutputFormat,
@@ -58,18 +59,28 @@ def submit_rayjob(
     kubeconfig: str | None,
     context: str | None,
 ) -> None:
-    """``dmp job submit --rayjob``: a RayJob whose cluster (head only, the platform's defaults and
-    image) KubeRay creates for the job and deletes after it, followed through ``runner`` (built with
-    ``stop_on_exit=False``: Ctrl-C detaches and KubeRay keeps the job)."""
+    """``dmp job submit --rayjob``: a RayJob whose cluster KubeRay creates for the job and deletes after
+    it, followed through ``runner`` (built with ``stop_on_exit=False``: Ctrl-C detaches and KubeRay
+    keeps the job).
+
+    The cluster is shaped by ``hardware`` (``ClusterSpec`` fields of the hardware flags, see
+    :func:`~discord_ml_platform.cli.hardware_flags.hardware_fields`; head only by default) and checked
+    by the platform like any other; ``--dry-run`` prints the RayJob as JSON with ``-o json``, else YAML.
+
+    Raises:
+        UsageProblem: an invalid flag (named), or a GPU pool without a worker to hold its GPUs.
+    """
     import dataclasses
 
     from discord_ml_platform.backends.rayjobs import rayjob_submission_id
-    from discord_ml_platform.cli.cluster import SPEC_FLAGS, build_spec
+    from discord_ml_platform.cli.hardware_flags import SPEC_FLAGS, build_spec
 
-    spec = build_spec(platform, {"name": name, "namespace": namespace}, flags={**SPEC_FLAGS, "name": "--cluster"})
+    fields = {**(hardware or {}), "name": name, "namespace": namespace}
+    spec = build_spec(platform, fields, flags={**SPEC_FLAGS, "name": "--cluster"})
+    _refuse_gpus_without_workers(platform, spec)
     workload = dataclasses.replace(workload, submission_id=workload.submission_id or rayjob_submission_id(name))
     if dry_run:
-        _print_rayjob(platform, spec, workload, options)
+        _print_rayjob(platform, spec, workload, options, output)
         return
     scripted = output in (OutputFormat.json, OutputFormat.yaml)
     with using_backend(backend, kubeconfig, context, platform, default=("kuberay", "--rayjob")) as cluster_backend:
@@ -122,6 +133,18 @@ def submit_rayjob(
         raise typer.Exit(1)
 
 
+def _refuse_gpus_without_workers(platform: Platform, spec: ClusterSpec) -> None:
+    """A GPU pool's GPUs sit on its workers (the head has none): a head-only RayJob on one would run on no GPU.
+
+    Refused rather than guessed (one worker? the autoscaler?), so the user says which.
+    """
+    if platform.catalog.get(spec.gpu_type).has_gpus and max(spec.workers, spec.max_workers or 0) == 0:
+        raise UsageProblem(
+            f"--workers: the {spec.gpu_type!r} pool's GPUs are on workers, and this cluster has none (got 0)",
+            hint=f"add --workers 1 (or more) to run on {spec.gpu_type} GPUs; the head node holds no GPU",
+        )
+
+
 def _create_rayjob(events: Generator[JobEvent, None, None]) -> JobSubmitted:
     """Run the runner's RayJob mode up to the creation of the RayJob, then stop following it.
 
@@ -137,9 +160,15 @@ def _create_rayjob(events: Generator[JobEvent, None, None]) -> JobSubmitted:
     raise CliError("the job runner ended before the RayJob was created")
 
 
-def _print_rayjob(platform: Platform, spec: ClusterSpec, workload: Workload, options: RayJobOptions) -> None:
-    """``--dry-run``: the RayJob the runner would create, rendered with the platform's catalog and policy."""
-    from discord_ml_platform.spec.render import manifests_to_yaml, render_rayjob
+def _print_rayjob(
+    platform: Platform, spec: ClusterSpec, workload: Workload, options: RayJobOptions, output: OutputFormat
+) -> None:
+    """``--dry-run``: the RayJob the runner would create, rendered with the platform's catalog and policy.
+
+    JSON with ``-o json``, YAML otherwise (as ``dmp cluster create --dry-run``).
+    """
+    from discord_ml_platform.cli.cluster_output import write_manifests
+    from discord_ml_platform.spec.render import render_rayjob
 
     manifest = render_rayjob(
         spec,
@@ -155,4 +184,4 @@ def _print_rayjob(platform: Platform, spec: ClusterSpec, workload: Workload, opt
         policy=platform.policy,
         created_at=datetime.now(UTC),
     )
-    sys.stdout.write(manifests_to_yaml([manifest]))
+    write_manifests([manifest], output)

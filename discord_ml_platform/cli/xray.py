@@ -2,26 +2,45 @@
 
 The platform config (prices, pod policy, Ray images) and the auth mode are the core's; the backends
 are built by the core and closed when the server stops.
+
+A listener beyond loopback (``--host 0.0.0.0``) needs the host names clients use
+(``--allowed-host`` or ``$DMP_XRAY_ALLOWED_HOSTS``): X-Ray answers 400 to any other ``Host``
+header, which stops DNS rebinding, and starting it without them is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from discord_ml_platform.cli.backend_choice import ContextOpt, KubeconfigOpt, choose_backend, open_backend
-from discord_ml_platform.cli.errors import UsageProblem
+from discord_ml_platform.cli.backend_choice import (
+    BackendChoice,
+    ContextOpt,
+    KubeconfigOpt,
+    choose_backend,
+    open_backend,
+)
+from discord_ml_platform.cli.errors import CliError, UsageProblem, config_problem
 from discord_ml_platform.cli.output import stderr
 from discord_ml_platform.cli.settings import cli_platform
 
+if TYPE_CHECKING:
+    from discord_ml_platform.backends import ClusterBackend
+    from discord_ml_platform.platform import Platform
+
 EPILOG = (
-    "Mutating actions (delete, notebooks) need $DMP_XRAY_TOKEN set where the dashboard runs; "
-    "without it the dashboard is read-only. The token is never taken as a flag (flags show in `ps`).\n\n"
+    "Mutating actions (delete, notebooks) and reading job logs, Ray jobs and notebooks need $DMP_XRAY_TOKEN "
+    "set where the dashboard runs; without it the dashboard is read-only and shows no job output. "
+    "The token is never taken as a flag (flags show in `ps`), and clients send it in a header only.\n\n"
+    "Listening beyond loopback (--host 0.0.0.0) needs the names clients reach X-Ray by, "
+    "--allowed-host or $DMP_XRAY_ALLOWED_HOSTS (comma-separated; *.example.com for subdomains).\n\n"
     "Examples:\n\n"
     "  dmp xray\n\n"
-    "  DMP_XRAY_TOKEN=$(openssl rand -hex 24) dmp xray --backend kuberay --backend local --port 8080"
+    "  DMP_XRAY_TOKEN=$(openssl rand -hex 24) dmp xray --backend kuberay --backend local --port 8080\n\n"
+    "  DMP_XRAY_ALLOWED_HOSTS=xray.example.com dmp xray --host 0.0.0.0 --backend kuberay --namespace ray"
 )
 
 
@@ -29,9 +48,24 @@ def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _open(choice: BackendChoice, platform: Platform, namespace: str | None) -> ClusterBackend:
+    """The chosen backend; kuberay limited to ``namespace`` when one is given (else every namespace)."""
+    if namespace is None or choice.name != "kuberay":
+        return open_backend(choice, platform)
+    from discord_ml_platform.spec import ConfigError
+
+    try:
+        chosen = platform.with_settings(backend=choice.name, kubeconfig=choice.kubeconfig, kube_context=choice.context)
+        return chosen.open_backend(namespace=namespace)
+    except ConfigError as err:
+        raise config_problem(err) from None
+    except ImportError as err:
+        raise CliError(f"the {choice.name} backend cannot be loaded: {err}", hint="use --backend local") from None
 
 
 def xray(
@@ -48,6 +82,24 @@ def xray(
     ] = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="Show only this namespace's clusters on kuberay (default: every namespace). "
+            "With a Role in one namespace instead of a ClusterRole, name that namespace.",
+        ),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            metavar="HOST",
+            help="A name clients reach X-Ray by (repeatable; *.example.com for subdomains). Other Host "
+            "headers get 400. Default: $DMP_XRAY_ALLOWED_HOSTS, else the loopback names (loopback only).",
+        ),
+    ] = None,
     dagster_url: Annotated[
         str | None,
         typer.Option(help="Dagster webserver URL for run links (default: $DMP_DAGSTER_URL or http://localhost:3000)."),
@@ -63,7 +115,7 @@ def xray(
     import uvicorn
 
     from discord_ml_platform.xray.app import create_app
-    from discord_ml_platform.xray.settings import XRaySettings
+    from discord_ml_platform.xray.settings import LOOPBACK_HOSTS, XRaySettings, parse_allowed_hosts
 
     platform = cli_platform()
     names = list(dict.fromkeys(backend or []))
@@ -73,26 +125,39 @@ def xray(
     if not names:
         auto = choose_backend(None, kubeconfig, context, platform=platform)
         names = ["kuberay", "local"] if auto.name == "kuberay" else ["local"]
+    try:
+        settings = XRaySettings.from_env(
+            allowed_hosts=parse_allowed_hosts(allowed_host, "--allowed-host") if allowed_host else None,
+            dagster_url=dagster_url,
+            refresh_s=refresh,
+            platform_config=platform.config,
+            ray_auth_mode=platform.auth_mode,
+            notebook_idle_timeout_s=int(notebook_idle_minutes * 60) if notebook_idle_minutes else None,
+        )
+    except ValueError as bad:
+        raise UsageProblem(str(bad)) from None
+    if settings.allowed_hosts is None and not _is_loopback(host):
+        raise UsageProblem(
+            f"--host {host} listens beyond loopback, so X-Ray must know the names clients reach it by: "
+            "set $DMP_XRAY_ALLOWED_HOSTS (comma-separated, e.g. xray.example.com,xray.dmp-system.svc) or pass "
+            "--allowed-host; any other Host header is refused (a DNS-rebinding page could read the dashboard)"
+        )
+    if settings.allowed_hosts is None and host not in LOOPBACK_HOSTS:  # e.g. --host 127.0.0.2
+        settings = dataclasses.replace(settings, allowed_hosts=(*LOOPBACK_HOSTS, *parse_allowed_hosts(host)))
     choices = [choose_backend(name, kubeconfig, context, platform=platform) for name in names]
-    settings = XRaySettings.from_env(
-        dagster_url=dagster_url,
-        refresh_s=refresh,
-        platform_config=platform.config,
-        ray_auth_mode=platform.auth_mode,
-        notebook_idle_timeout_s=int(notebook_idle_minutes * 60) if notebook_idle_minutes else None,
-    )
     backends = {}
     try:
         for choice in choices:
-            backends[choice.name] = open_backend(choice, platform)
+            backends[choice.name] = _open(choice, platform, namespace)
         err = stderr()
         shown = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
         mode = (
             "actions enabled (token from $DMP_XRAY_TOKEN)"
             if settings.writes_enabled
-            else "read-only ($DMP_XRAY_TOKEN unset)"
+            else "read-only, no job output ($DMP_XRAY_TOKEN unset)"
         )
         err.print(f"X-Ray on {shown} ({', '.join(backends)}; {mode}); API docs at {shown}/api/docs")
+        err.print(f"Allowed Host names: {', '.join(settings.trusted_hosts)}")
         if settings.writes_enabled and not _is_loopback(host):
             err.print("[yellow]warning: listening beyond loopback without TLS; put it behind an HTTPS proxy[/]")
         # The app's shutdown waits for listings in flight, so closing the clients afterwards is safe.

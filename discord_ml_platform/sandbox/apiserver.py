@@ -39,6 +39,7 @@ from .faults import FaultInjector
 from .handler import SandboxRequestHandler
 from .kubeconfig import CONTEXT, kubeconfig_dict, write_kubeconfig
 from .objects import random_token
+from .pod_logs import PodLogs
 from .store import DEFAULT_NAMESPACES, Store
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ class ApiServer:
         state_file: JSON file loaded at start (when present) and written at stop.
         history_size: Watch events kept for resuming watches (older versions get 410).
         bookmark_interval_s: Seconds between watch bookmarks when a client allows them.
+        pod_log_dir: The "kubelet's" container logs (see :mod:`.pod_logs`), served as ``pods/log``;
+            without it ``pods/log`` is 404.
 
     Attributes:
         store: The object store (usable directly from Python, bypassing HTTP).
@@ -91,6 +94,7 @@ class ApiServer:
         state_file: str | os.PathLike[str] | None = None,
         history_size: int = 1000,
         bookmark_interval_s: float = 10.0,
+        pod_log_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -103,6 +107,8 @@ class ApiServer:
         if self.state_file and self.state_file.exists():
             self.store.load(json.loads(self.state_file.read_text()))
         self.faults = FaultInjector()
+        # Where the sandbox's "kubelet" (the operator) keeps container logs; pods/log reads them.
+        self.pod_logs: PodLogs | None = PodLogs(pod_log_dir) if pod_log_dir else None
         self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._httpd: _HTTPServer | None = None

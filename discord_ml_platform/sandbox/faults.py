@@ -21,6 +21,7 @@ Annotation convention (per object, overrides the global operator switches)::
         sandbox.mlplatform.discord.com/fault-head-never-ready: "true"
         sandbox.mlplatform.discord.com/fault-image-pull-error: "true"
         sandbox.mlplatform.discord.com/fault-reconcile-delay-s: "5"
+        sandbox.mlplatform.discord.com/fault-head-failure: "crash-loop"
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -80,6 +81,12 @@ class OperatorFaults(BaseModel):
     unschedulable: bool = Field(False, description="Pods stay Pending with an Unschedulable condition.")
     reconcile_delay_s: float = Field(0.0, ge=0, description="Seconds the operator waits before each reconcile.")
     job_fails: bool = Field(False, description="RayJobs end in FAILED whatever their entrypoint does.")
+    head_failure: Literal["", "crash-loop", "oom-killed", "error", "readiness-probe"] = Field(
+        "",
+        description="The head's container fails as a kubelet reports it: 'crash-loop' (CrashLoopBackOff after "
+        "repeated exits), 'oom-killed' (terminated OOMKilled, exit 137), 'error' (terminated Error, exit 1) or "
+        "'readiness-probe' (running, its readiness probe failing); its log says why.",
+    )
 
 
 class SandboxFaults(BaseModel):

@@ -215,6 +215,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         ctype = self.headers.get("Content-Type") or "application/json"
         if t.verb == "watch":
             return self._watch(t, query)
+        if t.verb == "get" and t.subresource == "log":
+            return self._pod_log(t, query)
         if t.verb == "get":
             return self._send_json(200, store.get(t.rt, t.namespace, t.name or ""))
         if t.verb == "list":
@@ -254,6 +256,37 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             200,
             store.delete_collection(t.rt, t.namespace, query.get("labelSelector"), query.get("fieldSelector"), options),
         )
+
+    def _pod_log(self, t: Target, query: dict[str, str]) -> None:
+        """``GET .../pods/{name}/log``: a container's log from the kubelet's log directory, as text."""
+        pod = self.app.store.get(t.rt, t.namespace, t.name or "")  # 404 for an unknown pod, as a server does
+        containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        container = query.get("container") or (containers[0] if len(containers) == 1 else None)
+        if container is None:
+            raise ApiError(
+                "BadRequest",
+                f"a container name must be specified for pod {t.name}, choose one of: {containers}",
+                code=400,
+            )
+        if container not in containers:
+            raise ApiError("BadRequest", f"container {container} is not valid for pod {t.name}", code=400)
+        logs = self.app.pod_logs
+        if logs is None:
+            raise ApiError("NotFound", "the server could not find the requested resource", details={})
+        tail = query.get("tailLines")
+        text = logs.read(
+            t.namespace or "default",
+            t.name or "",
+            container,
+            previous=_truthy(query.get("previous")),
+            tail_lines=int(tail) if tail and tail.isdigit() else None,
+        )
+        body = text.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def _watch(self, t: Target, query: dict[str, str]) -> None:
         timeout = query.get("timeoutSeconds")

@@ -51,6 +51,7 @@ from . import operator_objects as objs
 from .faults import OperatorFaults, operator_faults_for
 from .operator_cluster import GROUP, PLURAL, VERSION, ClusterReconciler, OperatorApi
 from .operator_rayjob import RayJobController
+from .pod_logs import PodLogs
 
 log = logging.getLogger(__name__)
 FaultsSource = Callable[[], OperatorFaults]
@@ -87,6 +88,8 @@ class SandboxOperator:
         faults_source: Returns the global operator faults; default: the sandbox's admin endpoint.
         memory: Memory of each local Ray node (small, so several clusters fit on one machine).
         ready_timeout_s: How long a local Ray cluster may take to become ready.
+        pod_log_dir: Where the operator, as the sandbox's kubelet, keeps container logs (served by the
+            API server as ``pods/log`` when it is given the same directory); none kept when ``None``.
     """
 
     def __init__(
@@ -99,7 +102,9 @@ class SandboxOperator:
         faults_source: FaultsSource | None = None,
         memory: str = "1Gi",
         ready_timeout_s: float = 180,
+        pod_log_dir: str | os.PathLike[str] | None = None,
     ) -> None:
+        self.pod_logs = PodLogs(pod_log_dir) if pod_log_dir else None
         self._owns_client = api is None or isinstance(api, (str, os.PathLike))
         self.api_client = make_api_client(api, context) if self._owns_client else api
         self.api = OperatorApi(self.api_client)
@@ -230,6 +235,7 @@ class SandboxOperator:
             faults,
             memory=self.memory,
             ready_timeout_s=self.ready_timeout_s,
+            pod_logs=self.pod_logs,
         )
         with self._lock:
             self._reconcilers[uid] = rec

@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -27,6 +28,7 @@ from discord_ml_platform.backends.processes import process_tree
 
 from . import operator_objects as objs
 from .faults import OperatorFaults
+from .pod_logs import PodLogs
 
 log = logging.getLogger(__name__)
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayclusters"
@@ -34,6 +36,20 @@ UNSCHEDULABLE_MESSAGE = (
     "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available: "
     "3 No preemption victims found for incoming pod."
 )
+READINESS_FAILURE_THRESHOLD = 3  # Kubernetes' default failureThreshold
+READINESS_MESSAGE = (
+    "Readiness probe failed: failed to check the Ray health endpoint: Get "
+    '"http://127.0.0.1:52365/api/local_raylet_healthz": dial tcp 127.0.0.1:52365: connect: connection refused'
+)
+# What the head prints before it fails, per simulated failure (what `kubectl logs` would show).
+HEAD_CRASH_LOG = {
+    "crash-loop": "Usage stats collection is disabled.\nray.exceptions.RaySystemError: System error: GCS failed to "
+    "start: address 0.0.0.0:6379 is already in use\n",
+    "oom-killed": "Local node IP: 10.0.0.12\nRay runtime started.\nallocating the object store: 12.0GiB\n",
+    "error": 'Traceback (most recent call last):\n  File "/home/ray/anaconda3/bin/ray", line 8, in <module>\n'
+    "ValueError: --num-cpus must be a non-negative integer\n",
+    "readiness-probe": "Local node IP: 10.0.0.12\n[raylet] could not start the dashboard agent: port 52365 in use\n",
+}
 PULL_ERROR = 'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": not found'
 
 
@@ -100,8 +116,9 @@ class OperatorApi:
         *,
         warning: bool = False,
         component: str = objs.OPERATOR_COMPONENT,
+        count: int = 1,
     ) -> None:
-        body = objs.build_event(obj, reason, message, warning=warning, component=component)
+        body = objs.build_event(obj, reason, message, warning=warning, component=component, count=count)
         try:
             self.call("create event", self.core.create_namespaced_event, obj["metadata"]["namespace"], body)
         except Exception as err:  # events are best effort, as in client-go's recorder
@@ -118,6 +135,7 @@ class ClusterReconciler:
         faults: The operator faults in effect for this object.
         memory: Memory of each local Ray node.
         ready_timeout_s: How long the local Ray cluster may take to become ready.
+        pod_logs: Where container logs go (served as ``pods/log``); none kept when ``None``.
     """
 
     def __init__(
@@ -128,8 +146,10 @@ class ClusterReconciler:
         faults: OperatorFaults,
         memory: str = "1Gi",
         ready_timeout_s: float = 180,
+        pod_logs: PodLogs | None = None,
     ) -> None:
         self.api = api
+        self.pod_logs = pod_logs
         self.rc = rc
         self.local = local
         self.faults = faults
@@ -268,6 +288,9 @@ class ClusterReconciler:
             api.patch_pod_status(pod, objs.pod_status_running(pod, ready=False))
         head_name = self.head_pod["metadata"]["name"]
         self._write_status(head={"podIP": objs.LOCAL_IP, "podName": head_name})
+        if self.faults.head_failure:
+            self._fail_head(self.faults.head_failure)
+            return  # no Ray is started, so there is nothing to leak
         if self.faults.head_never_ready:
             self._write_status(
                 conditions=self._set_conditions(
@@ -277,6 +300,38 @@ class ClusterReconciler:
             )
             return  # Running but never Ready; no Ray is started, so there is nothing to leak
         self._start_local_ray(desired)
+
+    def _fail_head(self, kind: str) -> None:
+        """The head container fails the way a kubelet reports ``kind`` (see ``OperatorFaults.head_failure``)."""
+        api, pod = self.api, self.head_pod
+        assert pod is not None
+        name, ns = pod["metadata"]["name"], pod["metadata"]["namespace"]
+        container = objs.HEAD_CONTAINER
+        crash_log = HEAD_CRASH_LOG.get(kind, "")
+        if kind == "readiness-probe":
+            self._log(ns, name, container, crash_log)
+            for count in range(1, READINESS_FAILURE_THRESHOLD + 1):
+                self._check()
+                api.event(pod, "Unhealthy", READINESS_MESSAGE, warning=True, component="kubelet", count=count)
+                self._sleep(0.2)
+            return
+        if kind == "crash-loop":
+            self._log(ns, name, container, crash_log, previous=True)
+            self._log(ns, name, container, "")
+            api.event(
+                pod,
+                "BackOff",
+                f"Back-off restarting failed container {container} in pod {name}",
+                warning=True,
+                component="kubelet",
+            )
+        else:
+            self._log(ns, name, container, crash_log)
+        api.patch_pod_status(pod, objs.pod_status_head_failed(pod, kind))
+
+    def _log(self, namespace: str, pod: str, container: str, text: str, *, previous: bool = False) -> None:
+        if self.pod_logs is not None:
+            self.pod_logs.write(namespace, pod, container, text, previous=previous)
 
     def _fail_image_pull(self, pod: objs.Obj) -> None:
         api = self.api
@@ -299,6 +354,10 @@ class ClusterReconciler:
         self.local.create(spec)
         self._check()
         record = self.local.record(self.local_handle)
+        if self.pod_logs is not None and self.head_pod is not None:
+            # The head pod's container log is the local head's output, live.
+            meta = self.head_pod["metadata"]
+            self.pod_logs.link(meta["namespace"], meta["name"], objs.HEAD_CONTAINER, Path(record.log_dir) / "head.log")
         ports = {"client": record.client_port, "dashboard": record.dashboard_port, "gcs-server": record.gcs_port}
         metrics = _metrics_port(record.head_pid)
         if metrics:

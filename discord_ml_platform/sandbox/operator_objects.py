@@ -16,6 +16,7 @@ from typing import Any
 
 from discord_ml_platform.spec import ClusterSpec
 from discord_ml_platform.spec.labels import OWNER, RUN_ID, TEAM
+from discord_ml_platform.spec.render import HEAD_CONTAINER as RENDERED_HEAD_CONTAINER
 
 Obj = dict[str, Any]
 
@@ -125,9 +126,15 @@ def build_head_service(rc: Obj, ports: dict[str, int]) -> Obj:
 
 
 def build_event(
-    obj: Obj, reason: str, message: str, *, warning: bool = False, component: str = OPERATOR_COMPONENT
+    obj: Obj,
+    reason: str,
+    message: str,
+    *,
+    warning: bool = False,
+    component: str = OPERATOR_COMPONENT,
+    count: int = 1,
 ) -> Obj:
-    """A core/v1 Event about ``obj``."""
+    """A core/v1 Event about ``obj`` (``count``: how often it happened, as a kubelet aggregates them)."""
     meta = obj["metadata"]
     stamp = now()
     return {
@@ -148,7 +155,7 @@ def build_event(
         "reportingComponent": component,
         "firstTimestamp": stamp,
         "lastTimestamp": stamp,
-        "count": 1,
+        "count": count,
     }
 
 
@@ -195,6 +202,45 @@ def pod_status_image_pull(pod: Obj, reason: str, message: str) -> Obj:
             pod_condition("ContainersReady", False, "ContainersNotReady"),
         ],
         "containerStatuses": container_statuses(pod, {"waiting": {"reason": reason, "message": message}}, False),
+    }
+
+
+HEAD_CONTAINER = RENDERED_HEAD_CONTAINER
+# kind of OperatorFaults.head_failure -> (reason, exit code) of the terminated container.
+_TERMINATIONS = {"crash-loop": ("Error", 1), "oom-killed": ("OOMKilled", 137), "error": ("Error", 1)}
+
+
+def pod_status_head_failed(pod: Obj, kind: str) -> Obj:
+    """A head pod whose Ray container failed as ``kind`` says (see ``OperatorFaults.head_failure``)."""
+    reason, exit_code = _TERMINATIONS[kind]
+    stamp = now()
+    terminated = {"terminated": {"reason": reason, "exitCode": exit_code, "startedAt": stamp, "finishedAt": stamp}}
+    if kind == "crash-loop":
+        state: Obj = {
+            "waiting": {
+                "reason": "CrashLoopBackOff",
+                "message": f"back-off 40s restarting failed container={HEAD_CONTAINER} pod={pod['metadata']['name']}",
+            }
+        }
+        last, restarts = terminated, 3
+    else:
+        state, last, restarts = terminated, {}, 0
+    statuses = container_statuses(pod, state, False)
+    for status in statuses:
+        status["restartCount"] = restarts
+        if last:
+            status["lastState"] = last
+    return {
+        "phase": "Running",
+        "hostIP": LOCAL_IP,
+        "podIP": LOCAL_IP,
+        "conditions": [
+            pod_condition("PodScheduled", True),
+            pod_condition("Initialized", True),
+            pod_condition("ContainersReady", False, "ContainersNotReady"),
+            pod_condition("Ready", False, "ContainersNotReady"),
+        ],
+        "containerStatuses": statuses,
     }
 
 

@@ -19,7 +19,7 @@ class Target:
         rt: The resource type.
         namespace: Namespace from the path, ``None`` for cluster-scoped or all-namespaces requests.
         name: Object name, ``None`` for collection requests.
-        subresource: ``status`` or ``None``.
+        subresource: ``status``, ``log`` (pods) or ``None``.
         verb: RBAC verb: get, list, watch, create, update, patch, delete, deletecollection.
     """
 
@@ -74,12 +74,18 @@ def resolve(registry: Registry, method: str, path: str, watch_param: bool) -> Ta
     rt = registry.get(group, version, plural)
     if rt is None:
         raise _not_found()
-    if sub is not None and not (sub == "status" and rt.has_status):
+    if sub is not None and not ((sub == "status" and rt.has_status) or (sub == "log" and _is_pods(rt))):
         raise _not_found()
+    if sub == "log" and method != "GET":
+        raise ApiError("MethodNotAllowed", "the server does not allow this method on the requested resource", code=405)
     if rt.namespaced is False and namespace is not None:
         raise _not_found()
     verb = _verb(method, name, watch_path or watch_param)
     return Target(rt, namespace, name, sub, verb)
+
+
+def _is_pods(rt: ResourceType) -> bool:
+    return rt.group == "" and rt.plural == "pods"
 
 
 def _verb(method: str, name: str | None, watch: bool) -> str:

@@ -57,7 +57,8 @@ class KubeRaySandbox:
         memory: str = "1Gi",
     ) -> None:
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="dmp-sandbox-"))
-        self.server = ApiServer(port=port, state_file=state_file)
+        self.pod_log_dir = self.state_dir / "pod-logs"  # the "kubelet's" container logs, served as pods/log
+        self.server = ApiServer(port=port, state_file=state_file, pod_log_dir=self.pod_log_dir)
         self.temp_root = temp_root
         self.memory = memory
         self.kubeconfig = self.state_dir / "kubeconfig"
@@ -84,6 +85,7 @@ class KubeRaySandbox:
             temp_root=self.temp_root,
             faults_source=lambda: self.server.faults.operator,
             memory=self.memory,
+            pod_log_dir=self.pod_log_dir,
         ).start()
         self.operator.wait_synced(10)
         return self

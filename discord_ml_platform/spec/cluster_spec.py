@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from discord_ml_platform.spec.catalog import DEFAULT_CATALOG, GpuCatalog, GpuType
 from discord_ml_platform.spec.images import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE, DEFAULT_IMAGES, RAY_VERSION, RayImages
+from discord_ml_platform.spec.labels import DEFAULT_DEPLOYMENT
 from discord_ml_platform.spec.quantities import QuantityError, bytes_to_quantity, parse_quantity, quantity_to_bytes
 
 __all__ = ["DEFAULT_GPU_IMAGE", "DEFAULT_IMAGE", "MAX_CLUSTER_NAME", "RAY_VERSION", "ClusterSpec", "catalog_from"]
@@ -76,6 +77,10 @@ class ClusterSpec(BaseModel):
     )
     team: str = Field(default="ml-platform", min_length=1, max_length=253, description="Team billed for the cluster.")
     run_id: str | None = Field(default=None, description="Dagster run id that requested the cluster, if any.")
+    deployment: str = Field(
+        default=DEFAULT_DEPLOYMENT,
+        description="Deployment (DMP_DEPLOYMENT) whose cleanup sensor may sweep the cluster; set by the platform.",
+    )
     labels: dict[str, str] = Field(default_factory=dict, description="Extra labels put on the cluster.")
     ttl: timedelta = Field(
         default=timedelta(hours=8), description="Lifetime after which the sweeper deletes the cluster."
@@ -101,6 +106,13 @@ class ClusterSpec(BaseModel):
         if len(namespace) > 63 or not DNS_1123_LABEL.match(namespace):
             raise ValueError(f"namespace {namespace!r} must be a DNS-1123 label of at most 63 characters")
         return namespace
+
+    @field_validator("deployment")
+    @classmethod
+    def _deployment_is_dns_label(cls, deployment: str) -> str:
+        if len(deployment) > 63 or not DNS_1123_LABEL.match(deployment):
+            raise ValueError(f"deployment {deployment!r} must be a DNS-1123 label of at most 63 characters")
+        return deployment
 
     @field_validator("memory_per_worker", "head_memory", "object_store_memory")
     @classmethod

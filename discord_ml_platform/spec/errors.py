@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
+
+# Longest quoted input in a message: a 10,000-character value is shown by its start and its length.
+SHOWN_LIMIT = 60
+
+
+def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
+    """``repr(value)`` for a message, cut to about ``limit`` characters.
+
+    A long string keeps its start and says how long it was: ``'aaaa...' (10000 characters)``.
+    """
+    try:
+        text = repr(value)
+    except ValueError:  # an int of more than 4300 digits has no repr
+        return f"a number of {int(value.bit_length() * 0.30103) + 1} digits" if isinstance(value, int) else "?"
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[: limit - 4]}...{text[-1]}{size}"
 
 
 class ConfigError(ValueError):
@@ -27,7 +47,7 @@ class Violation(NamedTuple):
     allowed: str
 
     def __str__(self) -> str:
-        return f"{self.field}={self.value!r} is not allowed: {self.allowed}"
+        return f"{self.field}={shown(self.value)} is not allowed: {self.allowed}"
 
 
 class PolicyViolation(ValueError):
@@ -132,8 +152,11 @@ def short_message(message: str) -> str:
 
 
 def _mentions(message: str, value: object) -> bool:
-    """Whether ``message`` already quotes ``value`` (``name 'My_Cluster' must be ...``)."""
-    return bool(re.search(rf"(?<![\w.]){re.escape(repr(value))}(?![\w.])", message))
+    """Whether ``message`` already quotes ``value`` (``name 'My_Cluster' must be ...``), in full or cut."""
+    cut, full = shown(value), shown(value, sys.maxsize)
+    if cut != full:
+        return cut in message
+    return bool(re.search(rf"(?<![\w.]){re.escape(full)}(?![\w.])", message))
 
 
 def validation_problems(err: ValidationError, fields: Iterable[str] = ()) -> list[FieldProblem]:
@@ -150,9 +173,13 @@ def validation_problems(err: ValidationError, fields: Iterable[str] = ()) -> lis
         loc = [str(part) for part in item.get("loc", ()) if part != ""]
         message = short_message(item["msg"])
         got = item.get("input")
+        if isinstance(got, str) and len(repr(got)) > SHOWN_LIMIT:
+            message = message.replace(repr(got), shown(got))  # a 10,000-character name, quoted by a validator
         if loc:
-            shown = item["type"] == "missing" or isinstance(got, dict) or _mentions(message, got)
-            problems.append(FieldProblem(".".join(loc), message if shown else f"{message} (got {got!r})"))
+            quoted = item["type"] == "missing" or isinstance(got, dict) or _mentions(message, got)
+            # A duration reads as 8 days, 0:00:00, not datetime.timedelta(days=8).
+            got_text = str(got) if isinstance(got, timedelta) else shown(got)
+            problems.append(FieldProblem(".".join(loc), message if quoted else f"{message} (got {got_text})"))
             continue
         match = _LEADING_FIELD.match(message)
         if match and match["field"] in known:
@@ -173,7 +200,9 @@ def policy_problems(err: PolicyViolation, typed: Mapping[str, str] | None = None
     """
     problems = []
     for violation in err.violations:
-        field = violation.field.split(".")[0]
+        field, _, key = violation.field.partition(".")
         value = (typed or {}).get(field, violation.value)
-        problems.append(FieldProblem(field, f"{value!r} is not allowed: {violation.allowed}"))
+        # env.RAY_AUTH_MODE: name the key, not only its value ('token' alone says nothing).
+        quoted = f"{key}={shown(value)}" if key else shown(value)
+        problems.append(FieldProblem(field, f"{quoted} is not allowed: {violation.allowed}"))
     return problems

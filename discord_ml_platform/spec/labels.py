@@ -23,6 +23,10 @@ GPU_TYPE = f"{PREFIX}/gpu-type"
 CLUSTER = f"{PREFIX}/cluster"
 # Expiry as UTC seconds since the epoch: sortable, and a valid label value (no ':' allowed).
 EXPIRES_AT = f"{PREFIX}/expires-at"
+# The Dagster deployment (``DMP_DEPLOYMENT``) whose cleanup sensor may sweep the cluster: several
+# deployments can share a namespace without deleting each other's clusters.
+DEPLOYMENT = f"{PREFIX}/deployment"
+DEFAULT_DEPLOYMENT = "default"
 
 # Dagster run tag naming the GPU pool a run's cluster uses: what the run coordinator's per-pool
 # limits count (dagster.yaml). Set from the run config by every launcher.
@@ -57,11 +61,18 @@ def expiry_value(moment: datetime) -> str:
     return str(int(moment.astimezone(UTC).timestamp()))
 
 
-def parse_expiry(value: str | None) -> datetime | None:
-    """Inverse of :func:`expiry_value`; ``None`` when absent or malformed."""
-    if not value or not value.isdigit():
+def parse_expiry(value: object) -> datetime | None:
+    """Inverse of :func:`expiry_value`; ``None`` when absent or not a time this platform can hold.
+
+    Total: labels are anyone's to edit (a patch, a hand-written local record), so no value raises,
+    not even one past the year 9999 (``253402300800``) or thousands of digits long.
+    """
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 12:
         return None
-    return datetime.fromtimestamp(int(value), tz=UTC)
+    try:
+        return datetime.fromtimestamp(int(value), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def cluster_labels(
@@ -72,9 +83,13 @@ def cluster_labels(
     gpu_type: str,
     expires_at: datetime,
     run_id: str | None = None,
+    deployment: str | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The platform's labels for one cluster, every value valid for Kubernetes."""
+    """The platform's labels for one cluster, every value valid for Kubernetes.
+
+    The platform's own keys win over the same keys in ``extra``.
+    """
     labels = {label_key: label_value(v) for label_key, v in (extra or {}).items()}
     labels.update(
         {
@@ -88,4 +103,6 @@ def cluster_labels(
     )
     if run_id:
         labels[RUN_ID] = label_value(run_id)
+    if deployment:
+        labels[DEPLOYMENT] = label_value(deployment)
     return labels

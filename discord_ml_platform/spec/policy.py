@@ -7,16 +7,24 @@ team's YAML is parsed from text (:func:`policy_from_yaml`), the caller reads the
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from discord_ml_platform.spec.catalog import DEFAULT_CATALOG, GpuCatalog
 from discord_ml_platform.spec.cluster_spec import ClusterSpec
-from discord_ml_platform.spec.errors import ConfigError, PolicyViolation, Violation, format_validation_error
-from discord_ml_platform.spec.quantities import quantity_to_bytes
+from discord_ml_platform.spec.errors import (
+    ConfigError,
+    PolicyViolation,
+    Violation,
+    format_validation_error,
+    shown,
+)
+from discord_ml_platform.spec.labels import MANAGED_BY, PREFIX
+from discord_ml_platform.spec.quantities import QuantityError, quantity_to_bytes
 from discord_ml_platform.spec.yamldoc import load_mapping
 
 # Environment variables the platform sets itself; a spec may not override them, because the
@@ -25,9 +33,34 @@ RESERVED_ENV = ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED")
 # What the kubelet accepts as an environment variable name (no '=' and not empty); we are
 # stricter and ask for a portable shell name so `env` in the container shows it unchanged.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Label keys only the platform (and KubeRay) set: see is_reserved_label.
+RESERVED_LABEL_PREFIXES = (PREFIX, "ray.io")
+RESERVED_LABELS_WORDS = f"{PREFIX}/*, {MANAGED_BY}, ray.io/*"
+# A label value longer than a DNS name is no label but a document; values are shortened to 63
+# characters (with a hash) when rendered, so a longer one is refused rather than silently cut.
+MAX_LABEL_VALUE_CHARS = 253
+# An image reference as Docker's distribution/reference grammar has it: [host[:port]/]path[:tag][@digest].
+_IMAGE_REFERENCE = re.compile(
+    r"^(?:(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])(?:\.(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]))*"
+    r"(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,})?$"
+)
+MAX_IMAGE_CHARS = 512
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+# ASCII digits only ([0-9], not \d, which also matches other scripts' digits).
+_DURATION = re.compile(r"^(?:(?P<d>[0-9]+)d)?(?:(?P<h>[0-9]+)h)?(?:(?P<m>[0-9]+)m)?(?:(?P<s>[0-9]+)s)?$")
+_SECONDS = re.compile(r"^[+-]?[0-9]+$")
+# Longest duration anything here takes (a TTL, policy.max_ttl), checked before any arithmetic: a
+# ``99999999999999999999d`` must be a clear error, not an OverflowError of timedelta or datetime.
+MAX_DURATION = timedelta(days=365)
+MAX_DURATION_WORDS = "365d"
+_MAX_DURATION_CHARS = 32
+_DURATION_HELP = "use e.g. 12h, 1d12h, 90m, 3600 (seconds) or PT12H"
+_RANGE = f"durations from 0s to {MAX_DURATION_WORDS} are allowed"
+_TIMEDELTA: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 
 # NCCL defaults for GPU workers. Pods get no RDMA devices unless a platform adds a device
 # plugin, so InfiniBand is off (NCCL would otherwise probe and log errors) and traffic goes over
@@ -40,16 +73,48 @@ DEFAULT_NCCL_ENV: dict[str, str] = {
 
 
 def parse_duration(value: object) -> object:
-    """Accept ``"8h"``, ``"1d12h"``, ``"90m"`` besides what pydantic takes (seconds, ISO 8601)."""
-    if isinstance(value, str):
-        text = value.strip()
-        match = _DURATION.match(text)
-        if match and any(match.groupdict().values()):
-            parts = {k: int(v or 0) for k, v in match.groupdict().items()}
-            return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
-        if not text.startswith(("P", "-P")) and ":" not in text and not text.lstrip("-").isdigit():
-            raise ValueError(f"{value!r} is not a duration; use e.g. 12h, 1d12h, 90m, 3600 (seconds) or PT12H")
-    return value
+    """Accept ``"8h"``, ``"1d12h"``, ``"90m"``, ``"3600"`` (seconds) and ISO 8601 (``"PT12H"``).
+
+    Strings become a ``timedelta``; other values pass through for pydantic, numbers (seconds) once
+    bounded. Every value is checked against :data:`MAX_DURATION` before any arithmetic.
+
+    Raises:
+        ValueError: not a duration, or longer than 365 days (or negative), in words a user can act on.
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return value
+    if not isinstance(value, str):
+        if not math.isfinite(value) or not 0 <= value <= MAX_DURATION.total_seconds():
+            raise ValueError(f"{shown(value)} seconds is out of range: {_RANGE}")
+        return value
+    text = value.strip()
+    if len(text) > _MAX_DURATION_CHARS:
+        raise ValueError(
+            f"{shown(value)} is not a duration: at most {_MAX_DURATION_CHARS} characters; {_DURATION_HELP}"
+        )
+    match = _DURATION.match(text)
+    if match and any(match.groupdict().values()):
+        parts = {k: int(v or 0) for k, v in match.groupdict().items()}  # at most 32 digits: cheap
+        return _bounded_duration(parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"], value)
+    if _SECONDS.match(text):
+        return _bounded_duration(int(text), value)
+    if text.startswith(("P", "-P")) or ":" in text:
+        # ISO 8601 and [-]HH:MM:SS: pydantic parses them (it caps the numbers it reads itself).
+        try:
+            parsed = _TIMEDELTA.validate_python(text)
+        except ValidationError as err:
+            if "too large" in str(err) or "may not exceed" in str(err):
+                raise ValueError(f"{value!r} is out of range: {_RANGE}") from None
+            raise ValueError(f"{value!r} is not a duration; {_DURATION_HELP}") from None
+        return _bounded_duration(int(parsed.total_seconds()), value, parsed)
+    raise ValueError(f"{value!r} is not a duration; {_DURATION_HELP}")
+
+
+def _bounded_duration(seconds: int, value: str, parsed: timedelta | None = None) -> timedelta:
+    """``parsed`` (or ``seconds`` as a timedelta) if within 0..MAX_DURATION, else ``ValueError``."""
+    if not 0 <= seconds <= MAX_DURATION.total_seconds():
+        raise ValueError(f"{value!r} is out of range: {_RANGE}")
+    return parsed if parsed is not None else timedelta(seconds=seconds)
 
 
 class SecurityPolicy(BaseModel):
@@ -81,6 +146,11 @@ class SecurityPolicy(BaseModel):
     max_workers_per_cluster: int = Field(default=64, ge=0, description="Most worker pods one cluster may scale to.")
     max_gpus_per_cluster: int = Field(default=64, ge=0, description="Most GPUs one cluster may hold at its largest.")
     max_ttl: timedelta = Field(default=timedelta(hours=24), description="Longest lifetime a cluster may ask for.")
+    max_memory_per_pod: str = Field(
+        default="4Ti",
+        description="Most memory one pod (head or worker) may ask for, a Kubernetes quantity; larger nodes are rare "
+        "and a typo such as 40Ti should not reach the scheduler.",
+    )
     allowed_image_prefixes: tuple[str, ...] | None = Field(
         default=None, description="If set, images must start with one of these (e.g. 'registry.example.com/ml/')."
     )
@@ -113,6 +183,17 @@ class SecurityPolicy(BaseModel):
     def _positive_ttl(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("max_ttl must be positive")
+        return value
+
+    @field_validator("max_memory_per_pod")
+    @classmethod
+    def _memory_quantity(cls, value: str) -> str:
+        try:
+            amount = quantity_to_bytes(value)
+        except QuantityError as err:
+            raise ValueError(str(err)) from None
+        if amount <= 0:
+            raise ValueError(f"max_memory_per_pod must be positive, got {value!r}")
         return value
 
     @field_validator("service_account")
@@ -187,6 +268,10 @@ def check_policy(
 ) -> None:
     """Check ``spec`` against the platform policy and catalog before anything is rendered.
 
+    Besides the limits (workers, GPUs, memory per pod, TTL, namespaces, images, service accounts) it
+    refuses what no caller may set: reserved environment variables and labels (:func:`is_reserved_label`),
+    so the CLI, the Launchpad and every other caller refuse them the same way.
+
     Args:
         spec: The cluster asked for.
         policy: The platform limits.
@@ -201,9 +286,7 @@ def check_policy(
 
     if policy.allowed_namespaces is not None and spec.namespace not in policy.allowed_namespaces:
         found.append(Violation("namespace", spec.namespace, f"one of {', '.join(policy.allowed_namespaces)}"))
-    if policy.allowed_image_prefixes is not None and not spec.image.startswith(policy.allowed_image_prefixes):
-        prefixes = ", ".join(policy.allowed_image_prefixes)
-        found.append(Violation("image", spec.image, f"an image starting with one of {prefixes}"))
+    found.extend(_image_violations(spec.image, policy))
 
     limit = policy.max_workers_per_cluster
     for field in ("workers", "max_workers"):
@@ -249,15 +332,66 @@ def check_policy(
         elif not _ENV_NAME.match(name):
             found.append(Violation("env", name, "names of letters, digits and '_', not starting with a digit"))
 
-    for key in spec.labels:
+    found.extend(_label_violations(spec.labels))
+    found.extend(_memory_violations(spec, policy))
+    found.extend(_object_store_violations(spec, policy))
+    if found:
+        raise PolicyViolation(found)
+
+
+def is_reserved_label(key: str) -> bool:
+    """Whether ``key`` is a label the platform or KubeRay sets, which no spec may set itself.
+
+    Reserved: every ``mlplatform.discord.com/*`` key (owner, run id, expiry: what the sweeper and
+    X-Ray trust), ``app.kubernetes.io/managed-by`` (what marks a cluster as the platform's) and
+    KubeRay's ``ray.io/*``; subdomains of the two prefixes too.
+    """
+    prefix = key.rpartition("/")[0].lower()
+    if key.lower() == MANAGED_BY:
+        return True
+    return any(prefix == reserved or prefix.endswith("." + reserved) for reserved in RESERVED_LABEL_PREFIXES)
+
+
+def _label_violations(labels: dict[str, str]) -> list[Violation]:
+    found = []
+    for key, value in labels.items():
         if not _valid_label_key(key):
             found.append(
                 Violation("labels", key, "Kubernetes label keys: [prefix/]name, name of at most 63 of [A-Za-z0-9_.-]")
             )
+        elif is_reserved_label(key):
+            found.append(Violation("labels", key, f"reserved for the platform and KubeRay ({RESERVED_LABELS_WORDS})"))
+        elif len(value) > MAX_LABEL_VALUE_CHARS:
+            found.append(Violation("labels", value, f"label {key!r} takes at most {MAX_LABEL_VALUE_CHARS} characters"))
+    return found
 
-    found.extend(_object_store_violations(spec, policy))
-    if found:
-        raise PolicyViolation(found)
+
+def _image_violations(image: str, policy: SecurityPolicy) -> list[Violation]:
+    if len(image) <= MAX_IMAGE_CHARS and _IMAGE_REFERENCE.match(image):
+        if policy.allowed_image_prefixes is not None and not image.startswith(policy.allowed_image_prefixes):
+            prefixes = ", ".join(policy.allowed_image_prefixes)
+            return [Violation("image", image, f"an image starting with one of {prefixes}")]
+        return []
+    return [
+        Violation(
+            "image",
+            image,
+            f"an image reference [registry/]repository[:tag][@digest] of at most {MAX_IMAGE_CHARS} characters, "
+            "e.g. rayproject/ray:2.60.0-py311-cpu",
+        )
+    ]
+
+
+def _memory_violations(spec: ClusterSpec, policy: SecurityPolicy) -> list[Violation]:
+    limit = quantity_to_bytes(policy.max_memory_per_pod)
+    found = []
+    for field in ("head_memory", "memory_per_worker"):
+        memory = getattr(spec, field)
+        if memory is not None and quantity_to_bytes(memory) > limit:
+            found.append(
+                Violation(field, memory, f"at most {policy.max_memory_per_pod} per pod (policy.max_memory_per_pod)")
+            )
+    return found
 
 
 def _object_store_violations(spec: ClusterSpec, policy: SecurityPolicy) -> list[Violation]:

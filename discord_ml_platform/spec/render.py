@@ -63,6 +63,7 @@ def render_labels(spec: ClusterSpec, created_at: datetime) -> dict[str, str]:
         gpu_type=spec.gpu_type,
         expires_at=spec.expires_at(_utc(created_at)),
         run_id=spec.run_id,
+        deployment=spec.deployment,
         extra=spec.labels,
     )
 

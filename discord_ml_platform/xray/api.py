@@ -1,4 +1,8 @@
-"""The JSON API under ``/api`` (its OpenAPI document is at ``/api/openapi.json``)."""
+"""The JSON API under ``/api`` (its OpenAPI document is at ``/api/openapi.json``).
+
+The cluster list and a cluster's summary are open; job output and metadata (``/logs``, ``/jobs``)
+and notebooks need the dashboard token, as every change does (see ``security.py``).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from discord_ml_platform.xray.models import (
     Problem,
 )
 from discord_ml_platform.xray.notebooks import NotebookError
-from discord_ml_platform.xray.security import is_writer, writer_dependency
+from discord_ml_platform.xray.security import is_writer, reader_dependency, writer_dependency
 from discord_ml_platform.xray.service import ClusterFilters, ClusterNotFoundError
 
 # DNS-1123 names (subdomain form) and backend names: anything else is rejected with 422.
@@ -34,6 +38,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid name, namespace or query value"},
 }
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 401: {"model": Problem}, 403: {"model": Problem}}
+# Routes that need the token to read answer 401/403 the same way.
+READ_ERRORS = WRITE_ERRORS
 
 
 def cluster_filters(
@@ -57,6 +63,8 @@ def build_api(ctx: XRayContext) -> APIRouter:
     """The API router bound to ``ctx`` (service, notebooks, settings)."""
     router = APIRouter(prefix="/api", tags=["clusters"])
     writer = Depends(writer_dependency(ctx.settings))
+    # Job logs and metadata can hold secrets (a workload that prints its environment): token only.
+    reader = Depends(reader_dependency(ctx.settings))
 
     def lookup(backend: str, namespace: str, name: str) -> ClusterInfo:
         try:
@@ -89,11 +97,21 @@ def build_api(ctx: XRayContext) -> APIRouter:
     def cluster(backend: BackendParam, namespace: NamespaceParam, name: NameParam) -> ClusterDetail:
         return ctx.service.detail(lookup(backend, namespace, name))
 
-    @router.get("/clusters/{backend}/{namespace}/{name}/jobs", responses=ERRORS, summary="Ray jobs on the cluster")
+    @router.get(
+        "/clusters/{backend}/{namespace}/{name}/jobs",
+        responses=READ_ERRORS,
+        dependencies=[reader],
+        summary="Ray jobs on the cluster (token)",
+    )
     def jobs(backend: BackendParam, namespace: NamespaceParam, name: NameParam) -> JobList:
         return list_jobs(lookup(backend, namespace, name), ctx.settings.ray_auth_mode)
 
-    @router.get("/clusters/{backend}/{namespace}/{name}/logs", responses=ERRORS, summary="Tail of the head's log")
+    @router.get(
+        "/clusters/{backend}/{namespace}/{name}/logs",
+        responses=READ_ERRORS,
+        dependencies=[reader],
+        summary="Tail of the head's log, or of the newest Ray job's (token)",
+    )
     def logs(
         backend: BackendParam,
         namespace: NamespaceParam,
@@ -121,14 +139,15 @@ def build_api(ctx: XRayContext) -> APIRouter:
 
     @router.get(
         "/clusters/{backend}/{namespace}/{name}/notebook",
-        responses=ERRORS,
-        summary="The cluster's notebook; its link only for token holders",
+        responses=READ_ERRORS,
+        dependencies=[reader],
+        summary="The cluster's notebook and its link (token)",
     )
-    def notebook(request: Request, backend: BackendParam, namespace: NamespaceParam, name: NameParam) -> NotebookView:
+    def notebook(backend: BackendParam, namespace: NamespaceParam, name: NameParam) -> NotebookView:
         record = ctx.notebooks.get(f"{backend}/{namespace}/{name}")
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no notebook for this cluster")
-        return ctx.notebooks.view(record, with_url=is_writer(request, ctx.settings))
+        return ctx.notebooks.view(record, with_url=True)
 
     @router.post(
         "/clusters/{backend}/{namespace}/{name}/notebook",

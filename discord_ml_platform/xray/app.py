@@ -2,7 +2,11 @@
 
 Serve it with ``dmp xray`` (uvicorn), or in tests with any ASGI client::
 
-    app = create_app(XRaySettings(token="..."), {"local": get_backend("local")})
+    app = create_app(XRaySettings(token="...", allowed_hosts=("testserver",)), {"local": get_backend("local")})
+
+Every request must name an allowed host (``settings.trusted_hosts``) in its ``Host`` header, or it
+gets 400: a page on another site that rebinds its DNS name to X-Ray's address still sends its own
+name, so it cannot read the dashboard through the victim's browser.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from discord_ml_platform.backends import ClusterBackend
 from discord_ml_platform.xray.api import build_api
 from discord_ml_platform.xray.context import XRayContext
+from discord_ml_platform.xray.logredact import install_redaction
 from discord_ml_platform.xray.notebooks import NotebookLauncher, NotebookManager
 from discord_ml_platform.xray.pages import build_pages
 from discord_ml_platform.xray.security import SecurityHeaders
@@ -61,7 +67,7 @@ def create_app(
     """Build the dashboard.
 
     Args:
-        settings: Token, Dagster URL, refresh and notebook settings.
+        settings: Token, allowed hosts, Dagster URL, refresh and notebook settings.
         backends: Backends by name; each key must be the backend's ``name`` (``local``, ``kuberay``).
             The caller owns them and closes them after the app stops (its shutdown waits for
             listings in flight).
@@ -70,7 +76,7 @@ def create_app(
 
     Returns:
         The FastAPI app: pages at ``/``, the API under ``/api`` (OpenAPI at ``/api/openapi.json``,
-        Swagger UI at ``/api/docs``), assets under ``/static``.
+        its reference page at ``/api/docs``, served by X-Ray itself), assets under ``/static``.
     """
     service = ClusterService(backends, settings)
     notebooks = NotebookManager(
@@ -86,6 +92,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The server configured its logging before this runs: redact on the handlers it set up.
+        uninstall_redaction = install_redaction([settings.token])
         if run_reaper:
             notebooks.start_reaper(live_clusters, settings.reaper_interval_s)
         try:
@@ -95,18 +103,20 @@ def create_app(
             # A listing still in flight uses the backends' clients: whoever closes them (``dmp xray``,
             # after the server stops) must find none running.
             service.wait_idle()
+            uninstall_redaction()
 
     app = FastAPI(
         title="X-Ray",
         summary="Every Ray cluster of the ML platform: owner, hardware, health, cost; notebooks on them.",
         version="1.0",
-        docs_url="/api/docs",
+        docs_url=None,  # our own page (pages.py): Swagger UI would load its bundle from a CDN
         redoc_url=None,
         openapi_url="/api/openapi.json",
         lifespan=lifespan,
     )
     app.state.xray = ctx
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.trusted_hosts), www_redirect=False)
+    app.add_middleware(SecurityHeaders)  # added last: outermost, so a refused host's 400 has the headers too
     app.include_router(build_api(ctx))
     app.include_router(build_pages(ctx))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -138,8 +138,11 @@ def _head_pod_log(core: Any, info: ClusterInfo, lines: int) -> LogTail:
     if not pods.items:
         return LogTail(source="head pod", error="no head pod yet")
     pod = pods.items[0].metadata.name
-    text = core.read_namespaced_pod_log(pod, ns, tail_lines=lines, _request_timeout=(3, 5))
-    return LogTail(source=f"pod {pod}", lines=str(text).splitlines()[-lines:])
+    # Raw: the client would turn the text/plain body into the repr of its bytes (one "b'...'" line).
+    response = core.read_namespaced_pod_log(pod, ns, tail_lines=lines, _request_timeout=(3, 5), _preload_content=False)
+    data = getattr(response, "data", response)
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else str(data)
+    return LogTail(source=f"pod {pod}", lines=text.splitlines()[-lines:])
 
 
 def _latest_job_log(info: ClusterInfo, lines: int, timeout_s: float, auth_mode: str) -> LogTail:

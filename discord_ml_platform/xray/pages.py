@@ -1,7 +1,9 @@
-"""The HTML pages: cluster list and cluster page, rendered by Jinja2 with autoescaping on.
+"""The HTML pages: cluster list, cluster page and API reference, rendered by Jinja2 with autoescaping on.
 
 Pages never receive the dashboard token or any environment value: the browser keeps the token
-the user typed (sessionStorage) and sends it in a header on actions.
+the user typed (sessionStorage) and sends it in a header on actions. So a page holds nothing that
+needs the token to read: a cluster page's Ray jobs and logs are fetched by the page's script from
+the API, with the token, once the user has unlocked the page.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from fastapi.templating import Jinja2Templates
 
 from discord_ml_platform.backends import ClusterError
 from discord_ml_platform.xray.api import BackendParam, NameParam, NamespaceParam, cluster_filters
+from discord_ml_platform.xray.apidocs import operations, schemas
 from discord_ml_platform.xray.context import XRayContext
-from discord_ml_platform.xray.details import list_jobs, tail_logs
 from discord_ml_platform.xray.service import ClusterFilters, ClusterNotFoundError
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -58,15 +60,21 @@ def build_pages(ctx: XRayContext) -> APIRouter:
             info = ctx.service.find(backend, namespace, name)
         except (ClusterNotFoundError, ClusterError) as err:
             return page(request, "missing.html", status_code=404, message=str(err))
-        lines = ctx.settings.log_lines
+        return page(request, "cluster.html", detail=ctx.service.detail(info), log_lines=ctx.settings.log_lines)
+
+    @router.get("/api/docs", response_class=HTMLResponse)
+    def api_docs(request: Request) -> HTMLResponse:
+        document = request.app.openapi()
+        info = document.get("info") or {}
         return page(
             request,
-            "cluster.html",
-            detail=ctx.service.detail(info),
-            jobs=list_jobs(info, ctx.settings.ray_auth_mode, timeout_s=5),
-            logs=tail_logs(
-                ctx.service.backends[backend], info, lines, timeout_s=5, auth_mode=ctx.settings.ray_auth_mode
-            ),
+            "apidocs.html",
+            title=info.get("title", "X-Ray"),
+            version=info.get("version", ""),
+            summary=info.get("summary", ""),
+            openapi_url=request.app.openapi_url,
+            operations=operations(document),
+            schemas=schemas(document),
         )
 
     return router

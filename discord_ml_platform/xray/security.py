@@ -1,9 +1,13 @@
-"""Who may change things, and the headers every response carries.
+"""Who may read what and change things, and the headers every response carries.
 
-Reading is open. Mutating calls need the configured token (``DMP_XRAY_TOKEN``) in a header,
-``Authorization: Bearer <token>`` or ``X-XRay-Token``, compared in constant time. There is no
-cookie-based auth at all, so a cross-site form or image cannot ride on a session; on top, a
-mutating request that names another origin (``Origin`` / ``Sec-Fetch-Site``) is refused.
+The cluster list, a cluster's spec summary, conditions and events are open to whoever reaches the
+dashboard under an allowed host name (``TrustedHostMiddleware``, see ``app.py``). Job output and
+job metadata (logs, Ray jobs) and notebooks need the configured token (``DMP_XRAY_TOKEN``), and so
+does every mutating call. The token is taken from a header only, ``Authorization: Bearer <token>``
+or ``X-XRay-Token``, never from the query string (URLs end up in access logs, proxies and browser
+history), and compared in constant time. There is no cookie-based auth at all, so a cross-site
+form or image cannot ride on a session; on top, a mutating request that names another origin
+(``Origin`` / ``Sec-Fetch-Site``) is refused.
 """
 
 from __future__ import annotations
@@ -22,8 +26,6 @@ PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
 )
-# FastAPI's Swagger UI page loads its bundle from a CDN and runs an inline bootstrap script.
-DOCS_PATHS = ("/api/docs", "/api/redoc")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -50,6 +52,39 @@ def token_matches(settings: XRaySettings, presented: str | None) -> bool:
 def is_writer(request: Request, settings: XRaySettings) -> bool:
     """Whether the request presents the right token (no exception; for optional fields)."""
     return token_matches(settings, presented_token(request))
+
+
+def _check_token(request: Request, settings: XRaySettings) -> None:
+    presented = presented_token(request)
+    if presented is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            f"this needs the dashboard token (Authorization: Bearer ... or {TOKEN_HEADER})",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not token_matches(settings, presented):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "wrong dashboard token", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+def reader_dependency(settings: XRaySettings) -> Callable[[Request], None]:
+    """A FastAPI dependency for routes that show job output, job metadata or notebooks: token holders only.
+
+    Raises (in the dependency):
+        HTTPException: 403 when no token is configured (nobody may read them then), 401 when the
+            token is missing or wrong.
+    """
+
+    def require_reader(request: Request) -> None:
+        if not settings.writes_enabled:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                "job logs, job details and notebooks need the dashboard token: start X-Ray with DMP_XRAY_TOKEN set",
+            )
+        _check_token(request, settings)
+
+    return require_reader
 
 
 def cross_site(request: Request) -> str | None:
@@ -82,23 +117,17 @@ def writer_dependency(settings: XRaySettings) -> Callable[[Request], None]:
         why = cross_site(request)
         if why:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"cross-site request refused ({why})")
-        presented = presented_token(request)
-        if presented is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                f"this action needs the dashboard token (Authorization: Bearer ... or {TOKEN_HEADER})",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if not token_matches(settings, presented):
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, "wrong dashboard token", headers={"WWW-Authenticate": "Bearer"}
-            )
+        _check_token(request, settings)
 
     return require_writer
 
 
 class SecurityHeaders:
-    """ASGI middleware adding CSP, no-sniff, no-referrer (notebook links carry a token) and no framing."""
+    """ASGI middleware adding CSP, no-sniff, no-referrer (notebook links carry a token) and no framing.
+
+    Every response gets the same strict CSP, the API reference at ``/api/docs`` included: it is our
+    own page, with no inline script and no asset from elsewhere.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -107,7 +136,6 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        docs = str(scope.get("path", "")).startswith(DOCS_PATHS)
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -117,9 +145,8 @@ class SecurityHeaders:
                     (b"referrer-policy", b"no-referrer"),
                     (b"x-frame-options", b"DENY"),
                     (b"cache-control", b"no-store"),
+                    (b"content-security-policy", PAGE_CSP.encode()),
                 ]
-                if not docs:
-                    headers.append((b"content-security-policy", PAGE_CSP.encode()))
                 message["headers"] = headers
             await send(message)
 

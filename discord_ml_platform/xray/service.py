@@ -3,6 +3,10 @@
 Prices and row facts come from the core's :func:`~discord_ml_platform.fleet.cluster_row` (with the
 catalog in effect, ``settings.platform_config``), as ``dmp cluster list``'s do, so the two never
 disagree. Cost so far is the hourly price times the hours since the cluster was created.
+
+One cluster never blinds the dashboard: a view that cannot be built is logged and shown flagged
+(its phase says why), and a listing that fails in the background is logged and reported with the
+listing's backend errors, while the last good views stay on screen.
 """
 
 from __future__ import annotations
@@ -10,14 +14,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from discord_ml_platform.backends import ClusterBackend, ClusterInfo
-from discord_ml_platform.fleet import cluster_row, cost_so_far, display_cells
+from discord_ml_platform.fleet import cost_so_far, display_cells, human_duration, safe_cluster_row
 from discord_ml_platform.xray.models import (
     BackendError,
     ClusterDetail,
@@ -30,6 +34,7 @@ from discord_ml_platform.xray.models import (
 from discord_ml_platform.xray.settings import XRaySettings
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # What a cluster page shows of a kept spec. ``env`` is left out on purpose: it may hold secrets.
 SPEC_FIELDS = (
@@ -180,26 +185,43 @@ class ClusterService:
             invalidations = self._invalidations
             infos: list[ClusterInfo] = []
             errors: list[BackendError] = []
-            for name, backend in self.backends.items():
-                try:
-                    infos.extend(backend.list())
-                except Exception as err:  # one unreachable backend must not hide the others
-                    log.warning("listing backend %s failed: %s", name, err)
-                    errors.append(BackendError(backend=name, message=str(err) or type(err).__name__))
-            # Views are built here, once per listing (in the background thread when revalidating),
-            # so a request only filters and serializes. Ages and costs are as of the listing.
-            now = datetime.now(UTC)
-            views = sorted((self.view(i, now) for i in infos), key=lambda v: (v.backend, v.namespace, v.name))
+            try:
+                for name, backend in self.backends.items():
+                    try:
+                        infos.extend(backend.list())
+                    except Exception as err:  # one unreachable backend must not hide the others
+                        log.warning("listing backend %s failed: %s", name, err)
+                        errors.append(BackendError(backend=name, message=str(err) or type(err).__name__))
+                # Views are built here, once per listing (in the background thread when revalidating),
+                # so a request only filters and serializes. Ages and costs are as of the listing.
+                now = datetime.now(UTC)
+                built = (v for v in (self._safe_view(i, now) for i in infos) if v is not None)
+                views = sorted(built, key=lambda v: (v.backend, v.namespace, v.name))
+            except Exception as err:  # a bug here must neither kill the refresh thread nor answer 500
+                log.exception("listing clusters failed")
+                now = datetime.now(UTC)
+                infos, views = (snap.infos, snap.views) if snap is not None else ([], [])
+                errors.append(BackendError(backend="xray", message=f"listing failed: {type(err).__name__}: {err}"))
+                taken = snap.taken if snap is not None else taken  # stale stays stale: try again soon
             if invalidations != self._invalidations:  # a delete happened meanwhile: never reuse this one
                 taken = float("-inf")
             self._snapshot = _Snapshot(taken, infos, errors, views, now)
             self._generation += 1
             return self._snapshot
 
+    def _background_refresh(self, seen_generation: int) -> None:
+        """:meth:`_refresh` for the revalidating thread: whatever happens is logged, never lost."""
+        try:
+            self._refresh(seen_generation)
+        except Exception:
+            log.exception("background refresh of the cluster listing failed")
+
     def _refresh_in_background(self) -> None:
         if self._refresh_lock.locked():
             return
-        threading.Thread(target=self._refresh, args=(self._generation,), name="xray-list-refresh", daemon=True).start()
+        threading.Thread(
+            target=self._background_refresh, args=(self._generation,), name="xray-list-refresh", daemon=True
+        ).start()
 
     def wait_idle(self, timeout_s: float = 30.0) -> bool:
         """Wait until no listing is in flight (before closing the backends); ``False`` on timeout."""
@@ -219,10 +241,23 @@ class ClusterService:
         snap = self._current()
         return snap.views, snap.errors, snap.at
 
+    def _safe_view(self, info: ClusterInfo, now: datetime) -> ClusterView | None:
+        """:meth:`view`, or a flagged view when building it fails (logged); ``None`` only when not
+        even the cluster's name can be shown."""
+        try:
+            return self.view(info, now)
+        except Exception as err:
+            log.exception("building the view of cluster %s failed", _describe(info))
+            try:
+                return _flagged_view(info, f"could not show this cluster: {type(err).__name__}: {err}", now)
+            except Exception:
+                log.exception("cluster %s left out of the listing", _describe(info))
+                return None
+
     def view(self, info: ClusterInfo, now: datetime | None = None) -> ClusterView:
-        """The list's view of one cluster."""
+        """The list's view of one cluster (what cannot be read of it is named in its phase)."""
         now = now or datetime.now(UTC)
-        row = display_cells(cluster_row(info, self.settings.platform_config.catalog, now), now)
+        row = display_cells(safe_cluster_row(info, self.settings.platform_config.catalog, now), now)
         price = row["hourly_price_usd"]
         cost = cost_so_far(row)
         machine = f"{row['gpu_type'] or '?'}"
@@ -249,7 +284,7 @@ class ClusterService:
             desired_workers=row["desired_workers"],
             machine=machine,
             status=str(row["status"]),
-            phase=phase_of(info),
+            phase=phase_of(info) + (f" [{'; '.join(row['problems'])}]" if row["problems"] else ""),
             created_at=row["created_at"],
             age_seconds=row["age_seconds"],
             age=row["age"],
@@ -314,8 +349,8 @@ class ClusterService:
         return matches[0]
 
     def detail(self, info: ClusterInfo) -> ClusterDetail:
-        """Spec summary, conditions and events of one cluster."""
-        view = self.view(info)
+        """Spec summary, conditions and events of one cluster (entries that cannot be read are left out)."""
+        view = self._safe_view(info, datetime.now(UTC)) or _flagged_view(info, "could not show this cluster")
         details: Mapping[str, Any] = info.details if isinstance(info.details, Mapping) else {}
         kept_spec = details.get("spec")
         kept: Mapping[str, Any] = kept_spec if isinstance(kept_spec, Mapping) else {}
@@ -327,22 +362,20 @@ class ClusterService:
         head = details.get("head")
         if isinstance(head, Mapping):
             spec.update({f"head.{k}": str(v) for k, v in sorted(head.items()) if isinstance(v, (str, int))})
-        conditions = [
-            ConditionView(
+        conditions = _readable(
+            lambda c: ConditionView(
                 type=str(c.get("type")),
                 status=str(c.get("status")),
                 reason=c.get("reason"),
                 message=c.get("message"),
                 last_transition=c.get("lastTransitionTime"),
-            )
-            for c in details.get("conditions") or []
-            if isinstance(c, Mapping)
-        ]
-        events = [
-            EventView(**{k: e.get(k) for k in EventView.model_fields if e.get(k) is not None})
-            for e in details.get("events") or []
-            if isinstance(e, Mapping)
-        ]
+            ),
+            details.get("conditions"),
+        )
+        events = _readable(
+            lambda e: EventView(**{k: e.get(k) for k in EventView.model_fields if e.get(k) is not None}),
+            details.get("events"),
+        )
         return ClusterDetail(
             cluster=view,
             spec=spec,
@@ -357,3 +390,43 @@ class ClusterService:
         """Tear the cluster down the way every other caller does: ``backend.delete``."""
         self.backends[info.handle.backend].delete(info.handle, timeout_s=self.settings.delete_timeout_s)
         self.invalidate()
+
+
+def _describe(info: ClusterInfo) -> str:
+    handle = getattr(info, "handle", None)
+    return f"{getattr(handle, 'backend', '?')}/{getattr(handle, 'namespace', '?')}/{getattr(handle, 'name', '?')}"
+
+
+def _flagged_view(info: ClusterInfo, problem: str, now: datetime | None = None) -> ClusterView:
+    """A cluster whose view could not be built: its name, its status, and why in its phase."""
+    now = now or datetime.now(UTC)
+    key = cluster_key(info)
+    created = info.created_at if isinstance(info.created_at, datetime) else now
+    created = created if created.tzinfo else created.replace(tzinfo=UTC)
+    age = max((now - created).total_seconds(), 0.0)
+    return ClusterView(
+        key=key,
+        backend=str(info.handle.backend),
+        name=str(info.handle.name),
+        namespace=str(info.handle.namespace),
+        machine="?",
+        status=str(info.status),
+        phase=problem,
+        created_at=created.isoformat(),
+        age_seconds=round(age, 1),
+        age=human_duration(age),
+        detail_url="/clusters/" + "/".join(quote(p, safe="") for p in key.split("/")),
+    )
+
+
+def _readable(build: Callable[[Mapping[str, Any]], _T], items: object) -> list[_T]:
+    """``build(item)`` for each mapping in ``items``; an item it cannot build is logged and left out."""
+    built: list[_T] = []
+    for item in items if isinstance(items, (list, tuple)) else []:
+        if not isinstance(item, Mapping):
+            continue
+        try:
+            built.append(build(item))
+        except Exception as err:
+            log.warning("left out an unreadable status entry: %s", err)
+    return built

@@ -6,7 +6,9 @@ Only the dashboard's own variables are read here; the platform's (``DMP_PLATFORM
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +19,45 @@ DAGSTER_URL_ENV = "DMP_DAGSTER_URL"
 STATE_DIR_ENV = "DMP_XRAY_STATE_DIR"
 IDLE_MINUTES_ENV = "DMP_XRAY_NOTEBOOK_IDLE_MINUTES"
 NOTEBOOK_IMAGE_ENV = "DMP_XRAY_NOTEBOOK_IMAGE"
+ALLOWED_HOSTS_ENV = "DMP_XRAY_ALLOWED_HOSTS"
 DEFAULT_DAGSTER_URL = "http://localhost:3000"
+# The names a browser on the same machine uses for a loopback listener (Host header, port aside;
+# an IPv6 address keeps its brackets, as in the header).
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def parse_allowed_hosts(value: str | Iterable[str], source: str = ALLOWED_HOSTS_ENV) -> tuple[str, ...]:
+    """Host names a request's ``Host`` header may carry, from a comma or space separated list.
+
+    A name is matched without its port; ``*.example.com`` matches every subdomain. A lone ``*``
+    is refused: it would turn the check (against DNS rebinding) off.
+
+    Raises:
+        ValueError: a pattern is ``*``, has a ``*`` elsewhere than a leading ``*.``, or has a port;
+            the message names ``source``.
+    """
+    items = value.replace(",", " ").split() if isinstance(value, str) else [v.strip() for v in value]
+    hosts: list[str] = []
+    for item in (i.lower() for i in items if i):
+        if item == "*":
+            raise ValueError(f"{source}: '*' would admit any Host header; name the hosts clients use")
+        if "*" in item[1:] or (item.startswith("*") and not item.startswith("*.")):
+            raise ValueError(f"{source}: {item!r}: a wildcard must be a leading '*.' (e.g. *.example.com)")
+        bare = item.strip("[]")
+        if _is_ipv6(bare):
+            hosts.append(f"[{bare}]")
+            continue
+        if "/" in item or ":" in item or "[" in item:
+            raise ValueError(f"{source}: {item!r}: give a host name or address, without scheme or port")
+        hosts.append(item)
+    return tuple(dict.fromkeys(hosts))
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 6
+    except ValueError:
+        return False
 
 
 def default_state_dir() -> Path:
@@ -30,8 +70,12 @@ class XRaySettings:
     """How the dashboard behaves.
 
     Attributes:
-        token: Bearer token that mutating calls must present; ``None`` makes the dashboard
-            read-only. Never rendered into a page or a response.
+        token: Bearer token that mutating calls, and reads of job output and notebooks, must
+            present; ``None`` makes the dashboard read-only and hides job logs and details from
+            everyone. Never rendered into a page or a response, never written to a log.
+        allowed_hosts: Names a request's ``Host`` header may carry (``*.example.com`` for
+            subdomains); others get 400, which stops DNS rebinding. ``None``: not configured, the
+            loopback names (``LOOPBACK_HOSTS``); ``dmp xray`` refuses a non-loopback listener then.
         dagster_url: Base URL of the Dagster webserver; run links are ``<url>/runs/<run id>``.
         refresh_s: How often the list page refreshes itself (seconds).
         cache_ttl_s: How long one backend listing is reused as it is (0: list on every request).
@@ -51,6 +95,7 @@ class XRaySettings:
     """
 
     token: str | None = field(default=None, repr=False)
+    allowed_hosts: tuple[str, ...] | None = None
     dagster_url: str = DEFAULT_DAGSTER_URL
     refresh_s: float = 10.0
     cache_ttl_s: float = 2.0
@@ -64,6 +109,15 @@ class XRaySettings:
     platform_config: PlatformConfig = DEFAULT_PLATFORM_CONFIG
     ray_auth_mode: str = "disabled"
 
+    def __post_init__(self) -> None:
+        if self.allowed_hosts is not None:
+            object.__setattr__(self, "allowed_hosts", parse_allowed_hosts(self.allowed_hosts, "allowed_hosts"))
+
+    @property
+    def trusted_hosts(self) -> tuple[str, ...]:
+        """The hosts the app admits: :attr:`allowed_hosts`, or the loopback names when unset."""
+        return self.allowed_hosts or LOOPBACK_HOSTS
+
     @property
     def writes_enabled(self) -> bool:
         """Whether mutating actions are possible at all (a token is configured)."""
@@ -71,15 +125,25 @@ class XRaySettings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> XRaySettings:
-        """Settings from ``DMP_XRAY_TOKEN``, ``DMP_DAGSTER_URL``, ``DMP_XRAY_STATE_DIR``,
-        ``DMP_XRAY_NOTEBOOK_IDLE_MINUTES`` and ``DMP_XRAY_NOTEBOOK_IMAGE``; ``overrides`` win."""
+        """Settings from ``DMP_XRAY_TOKEN``, ``DMP_XRAY_ALLOWED_HOSTS``, ``DMP_DAGSTER_URL``,
+        ``DMP_XRAY_STATE_DIR``, ``DMP_XRAY_NOTEBOOK_IDLE_MINUTES`` and ``DMP_XRAY_NOTEBOOK_IMAGE``;
+        ``overrides`` win.
+
+        Raises:
+            ValueError: a variable's value is invalid (the message names it).
+        """
         values: dict[str, object] = {}
         if os.environ.get(TOKEN_ENV):
             values["token"] = os.environ[TOKEN_ENV]
+        if os.environ.get(ALLOWED_HOSTS_ENV, "").strip():
+            values["allowed_hosts"] = parse_allowed_hosts(os.environ[ALLOWED_HOSTS_ENV])
         if os.environ.get(DAGSTER_URL_ENV):
             values["dagster_url"] = os.environ[DAGSTER_URL_ENV]
         if os.environ.get(IDLE_MINUTES_ENV):
-            values["notebook_idle_timeout_s"] = int(float(os.environ[IDLE_MINUTES_ENV]) * 60)
+            try:
+                values["notebook_idle_timeout_s"] = int(float(os.environ[IDLE_MINUTES_ENV]) * 60)
+            except ValueError:
+                raise ValueError(f"{IDLE_MINUTES_ENV}: not a number: {os.environ[IDLE_MINUTES_ENV]!r}") from None
         if os.environ.get(NOTEBOOK_IMAGE_ENV):
             values["notebook_image"] = os.environ[NOTEBOOK_IMAGE_ENV]
         values.update({k: v for k, v in overrides.items() if v is not None})

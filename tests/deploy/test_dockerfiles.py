@@ -132,3 +132,13 @@ def test_code_location_serves_the_module_of_pyproject() -> None:
 def test_images_are_labelled_with_their_name(path: Path) -> None:
     labels = " ".join(parse_dockerfile(path).final.all("LABEL"))
     assert re.search(r'org\.opencontainers\.image\.title="dmp-(code-location|ray)"', labels)
+
+
+def test_the_package_metadata_builds_without_deprecation_noise() -> None:
+    """An SPDX license string (setuptools >= 77), not the deprecated table that made every install print
+    setuptools' warning four times."""
+    from .deploy_files import pyproject
+
+    project = pyproject()
+    assert isinstance(project["project"]["license"], str)
+    assert any(req.startswith("setuptools>=77") for req in project["build-system"]["requires"])

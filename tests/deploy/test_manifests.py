@@ -26,6 +26,7 @@ from .deploy_files import (
 sys.path.insert(0, str(ROOT / "tests" / "spec"))
 from kuberay_crd_schema import manifest_problems  # noqa: E402
 
+pytestmark = pytest.mark.timeout(120)
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 RAY_CLIENT_LABEL = "mlplatform.discord.com/ray-client"
 
@@ -158,7 +159,7 @@ def test_xray_deployment_references_resolve(objects) -> None:
     assert matches(deployment["spec"]["selector"], pod["metadata"]["labels"])
     assert find(objects, "ServiceAccount", pod["spec"]["serviceAccountName"], "dmp-system")
     [container] = pod["spec"]["containers"]
-    assert container["command"] == ["dmp", "xray", "--host", "0.0.0.0", "--port", "8080"]
+    assert container["command"] == ["dmp", "xray", "--host", "0.0.0.0", "--port", "8080", "--namespace", "ray"]
     assert container["ports"][0]["containerPort"] == 8080
     env = env_of(container["env"])
     assert env["DMP_BACKEND"] == "kuberay"
@@ -300,3 +301,104 @@ def test_run_pods_and_xray_reach_the_dashboard_and_client_ports_and_nothing_else
     ray_pod = pod_templates(rendered_clusters(platform)[1])[1]["metadata"]["labels"]
     assert allowed_ports(policy, "ray", ray_pod) is None  # Ray pods talk to each other on every port
     assert allowed_ports(policy, "kuberay-system", {}) == {head_ports["dashboard"]}
+
+
+# --- X-Ray: allowed hosts, NetworkPolicy, namespace-scoped RBAC ---------------------------------
+
+XRAY_CLIENT_LABEL = "mlplatform.discord.com/xray-client"
+
+
+def xray_pod(objects) -> dict[str, Any]:
+    return find(objects, "Deployment", "dmp-xray", "dmp-system")["spec"]["template"]
+
+
+def policies_for(objects, namespace: str, labels: dict[str, str], direction: str) -> list[dict[str, Any]]:
+    """The NetworkPolicies that isolate a pod for ``direction`` (Ingress or Egress)."""
+    return [p for p in of_kind(objects, "NetworkPolicy") if p["metadata"]["namespace"] == namespace
+            and matches(p["spec"]["podSelector"], labels) and direction in p["spec"]["policyTypes"]]
+
+
+def peer_admits(peer: dict[str, Any], own_namespace: str, namespace: str, labels: dict[str, str]) -> bool:
+    if "ipBlock" in peer:
+        return False  # pods are never addressed by an ipBlock here
+    ns_ok = matches(peer["namespaceSelector"], namespace_labels(namespace)) if "namespaceSelector" in peer \
+        else namespace == own_namespace
+    return ns_ok and ("podSelector" not in peer or matches(peer["podSelector"], labels))
+
+
+def reachable_ports(policies: list[dict[str, Any]], key: str, namespace: str, labels: dict[str, str]) -> set[int]:
+    """Ports the union of ``policies`` opens to (``key`` "ingress") or from ("egress") a pod."""
+    ports: set[int] = set()
+    for policy in policies:
+        for rule in policy["spec"].get(key) or []:
+            peers = rule.get("from" if key == "ingress" else "to") or []
+            if any(peer_admits(peer, policy["metadata"]["namespace"], namespace, labels) for peer in peers):
+                ports |= {p["port"] for p in rule.get("ports") or [{"port": -1}]}
+    return ports
+
+
+def test_xray_namespace_denies_by_default(objects) -> None:
+    [deny] = [p for p in of_kind(objects, "NetworkPolicy") if p["metadata"]["namespace"] == "dmp-system"
+              and p["spec"]["podSelector"] == {}]
+    assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    assert not deny["spec"].get("ingress") and not deny["spec"].get("egress")
+
+
+def test_xray_admits_http_only_from_its_labelled_clients(objects, platform) -> None:
+    pod = xray_pod(objects)
+    labels = pod["metadata"]["labels"]
+    ingress = policies_for(objects, "dmp-system", labels, "Ingress")
+    assert ingress, "no NetworkPolicy isolates X-Ray"
+    http = {p["containerPort"] for p in pod["spec"]["containers"][0]["ports"] if p["name"] == "http"}
+    assert http == {8080}
+    assert reachable_ports(ingress, "ingress", "ingress-nginx", {XRAY_CLIENT_LABEL: "true"}) == http
+    assert reachable_ports(ingress, "ingress", "dmp-system", {XRAY_CLIENT_LABEL: "true"}) == http
+    run_labels = {**k8s_run_launcher_values()["runK8sConfig"]["podTemplateSpecMetadata"]["labels"],
+                  "app.kubernetes.io/component": "run_worker"}
+    ray_pod = pod_templates(rendered_clusters(platform)[1])[1]["metadata"]["labels"]
+    for namespace, other in (("dagster", run_labels), ("ray", ray_pod), ("dmp-system", labels),
+                             ("default", {}), ("kube-system", {"k8s-app": "kube-dns"})):
+        assert reachable_ports(ingress, "ingress", namespace, other) == set(), (namespace, other)
+    # The Service sends its traffic to that port.
+    service = find(objects, "Service", "dmp-xray", "dmp-system")
+    assert {p["targetPort"] for p in service["spec"]["ports"]} == {"http"}
+
+
+def test_xray_reaches_dns_the_api_and_ray_dashboards_only(objects, platform) -> None:
+    labels = xray_pod(objects)["metadata"]["labels"]
+    egress = policies_for(objects, "dmp-system", labels, "Egress")
+    assert egress
+    head = pod_templates(rendered_clusters(platform)[0])[0]["metadata"]["labels"]
+    assert reachable_ports(egress, "egress", "ray", head) == {dict(HEAD_PORTS)["dashboard"]}
+    assert reachable_ports(egress, "egress", "kube-system", {"k8s-app": "kube-dns"}) == {53}
+    assert reachable_ports(egress, "egress", "dagster", {"app.kubernetes.io/component": "run_worker"}) == set()
+    api = [r for p in egress for r in p["spec"].get("egress") or [] if any("ipBlock" in peer for peer in r["to"])]
+    assert {port["port"] for r in api for port in r["ports"]} == {443, 6443}
+    # ... and the Ray pods' policy lets it in on that port.
+    assert dict(HEAD_PORTS)["dashboard"] in allowed_ports(find(objects, "NetworkPolicy", "ray-pods", "ray"),
+                                                          "dmp-system", labels)
+
+
+def test_xray_answers_only_its_allowed_hosts(objects) -> None:
+    from discord_ml_platform.xray.settings import parse_allowed_hosts
+
+    container = xray_pod(objects)["spec"]["containers"][0]
+    hosts = parse_allowed_hosts(env_of(container["env"])["DMP_XRAY_ALLOWED_HOSTS"])
+    service = find(objects, "Service", "dmp-xray", "dmp-system")
+    name, ns = service["metadata"]["name"], service["metadata"]["namespace"]
+    assert {f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local", "localhost"} <= set(hosts)
+    assert not any(h.startswith("*") for h in hosts)
+    assert "--host" in container["command"]  # listens beyond loopback: the allowed hosts are required
+
+
+def test_xray_reads_pods_only_in_the_ray_namespace(objects) -> None:
+    subject = {"kind": "ServiceAccount", "name": "dmp-xray", "namespace": "dmp-system"}
+    assert not [b for b in of_kind(objects, "ClusterRoleBinding") if subject in b["subjects"]]
+    assert not [r for r in of_kind(objects, "ClusterRole") if r["metadata"]["name"].startswith("dmp-xray")]
+    bindings = [b for b in of_kind(objects, "RoleBinding") if subject in b["subjects"]]
+    assert {(b["metadata"]["namespace"], b["roleRef"]["kind"], b["roleRef"]["name"]) for b in bindings} == {
+        ("ray", "Role", "dmp-xray-read"), ("ray", "Role", "dmp-xray-delete")}
+    read = find(objects, "Role", "dmp-xray-read", "ray")
+    assert all(set(rule["verbs"]) <= {"get", "list"} for rule in read["rules"])
+    command = xray_pod(objects)["spec"]["containers"][0]["command"]
+    assert command[command.index("--namespace") + 1] == "ray"  # X-Ray lists only where it may

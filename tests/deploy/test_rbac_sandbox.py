@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from discord_ml_platform.backends import ClusterError
+from discord_ml_platform.backends import ClusterError, HeadFailedError
 from discord_ml_platform.backends.kuberay import KubeRayBackend
 from discord_ml_platform.backends.kuberay_retry import RetryPolicy
 from discord_ml_platform.sandbox.auth import RbacAuthorizer, service_account_user
@@ -131,6 +131,18 @@ def test_run_role_is_enough_for_the_whole_cluster_lifecycle_and_grants_nothing_u
         backend.delete(handle, timeout_s=90)
         backend.close()
     assert backend_for(sandbox, RUN_TOKEN, platform).list({RUN_ID: "run-rbac-1"}) == []
+    # A head that crashes: the wait fails with the head's last log lines, read with the run's token.
+    sandbox.faults.operator.head_failure = "error"
+    backend = backend_for(sandbox, RUN_TOKEN, platform)
+    crashing = backend.create(spec("rbac-crash", "run-rbac-2"))
+    try:
+        with pytest.raises(HeadFailedError) as failed:
+            backend.wait_ready(crashing, 60)
+        assert failed.value.log_tail.strip(), str(failed.value)
+    finally:
+        sandbox.faults.operator.head_failure = ""
+        backend.delete(crashing, timeout_s=90)
+        backend.close()
     calls = auth.calls[RUN_TOKEN]
     denied = [c for c in calls if not c[4]]
     assert not denied, f"the run Role is missing: {denied}"
@@ -190,15 +202,28 @@ def test_ray_workload_service_account_may_do_nothing(sandbox, auth):
         api.close()
 
 
-@pytest.mark.timeout(240)
-def test_xray_reads_cluster_wide_and_deletes_only_through_its_own_role(sandbox, auth, platform):
+@pytest.mark.timeout(300)
+def test_xray_lists_reads_logs_and_deletes_in_the_ray_namespace_only(sandbox, auth, platform):
+    """X-Ray's Role (namespace ``ray``) is enough for what the dashboard does there: list clusters,
+    read a cluster's log (head pod's, else the newest job's) and delete; it grants nothing unused."""
+    from discord_ml_platform.jobs import job_client, submit_job, wait_for_job
+    from discord_ml_platform.xray.details import tail_logs
+
     admin = KubeRayBackend(api_client=sandbox.server.api_client(), namespace="ray", platform_config=platform,
                            retry=QUICK)
-    xray = backend_for(sandbox, XRAY_TOKEN, platform, namespace=None)
+    xray = backend_for(sandbox, XRAY_TOKEN, platform, namespace="ray")  # `dmp xray --namespace ray`
     handle = admin.create(spec("rbac-xray", "run-rbac-2"))
     try:
-        [info] = xray.list({RUN_ID: "run-rbac-2"})  # cluster-wide list, then events per namespace
+        endpoints = admin.wait_ready(handle, 180)
+        jobs = job_client(endpoints.dashboard_url)
+        job_id = submit_job(jobs, "echo rbac-xray-log-line", entrypoint_num_cpus=0)
+        assert wait_for_job(jobs, job_id, timeout_s=120).succeeded
+        auth.calls[XRAY_TOKEN].clear()
+        [info] = xray.list({RUN_ID: "run-rbac-2"})  # RayClusters, then events, in ray
         assert info.handle == handle
+        logs = tail_logs(xray, info, 50)
+        assert logs.error is None and logs.lines, logs
+        assert logs.source.startswith("pod ") or "rbac-xray-log-line" in logs.lines, logs
         with pytest.raises(ClusterError, match="403"):
             xray.create(spec("rbac-xray-2", "run-rbac-3"))
         xray.delete(handle, timeout_s=90)
@@ -207,11 +232,57 @@ def test_xray_reads_cluster_wide_and_deletes_only_through_its_own_role(sandbox, 
         admin.close()
         xray.close()
     calls = auth.calls[XRAY_TOKEN]
-    assert ("delete", "ray.io", "rayclusters", "ray", True) in calls
-    assert ("list", "ray.io", "rayclusters", None, True) in calls
-    assert ("create", "ray.io", "rayclusters", "ray", False) in calls
     assert [c for c in calls if not c[4]] == [("create", "ray.io", "rayclusters", "ray", False)]
-    # Deleting is granted only by the separately bound Role, and only in the ray namespace.
-    read = role_grants("ClusterRole", "dmp-xray-read", None)
-    assert all(verb in ("get", "list", "watch") for verb, _, _ in read)
+    assert {c[3] for c in calls} == {"ray"}, "X-Ray touched another namespace"
+    for call in (("list", "ray.io", "rayclusters"), ("list", "", "events"), ("list", "", "pods"),
+                 ("delete", "ray.io", "rayclusters"), ("get", "ray.io", "rayclusters")):
+        assert (*call, "ray", True) in calls, call
+    if getattr(sandbox.server, "pod_logs", None) is not None:  # the sandbox serves pods/log
+        assert ("get", "", "pods/log", "ray", True) in calls and logs.source.startswith("pod ")
+        assert len(logs.lines) > 1 and not logs.lines[0].startswith(("b'", 'b"'))  # lines, not a bytes repr
+    used = {(verb, group, resource) for verb, group, resource, _, allowed in calls if allowed}
+    granted = role_grants("Role", "dmp-xray-read", "ray") | role_grants("Role", "dmp-xray-delete", "ray")
+    # The head pod's log is read where the server serves one; the grant is checked below either way.
+    assert granted - used <= {("get", "", "pods/log")}, f"granted but unused: {granted - used - {('get', '', 'pods/log')}}"
+    assert used <= granted
+    # Deleting is granted only by the separately bound Role.
     assert role_grants("Role", "dmp-xray-delete", "ray") == {("delete", "ray.io", "rayclusters")}
+    assert all(verb in ("get", "list") for verb, _, _ in role_grants("Role", "dmp-xray-read", "ray"))
+
+
+@pytest.mark.timeout(60)
+def test_xray_token_is_forbidden_outside_the_ray_namespace(sandbox, auth, platform):
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    rbac: RbacAuthorizer = auth.inner
+    assert rbac(XRAY_TOKEN, "get", "", "pods/log", "ray", "any-head")  # the head pod's log, in ray
+    api = sandbox.server.api_client(XRAY_TOKEN)
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    forbidden = [
+        lambda: core.list_pod_for_all_namespaces(),
+        lambda: core.list_namespaced_pod("dagster"),
+        lambda: core.list_namespaced_pod("dmp-system"),
+        lambda: core.list_namespaced_event("default"),
+        lambda: core.list_namespaced_secret("ray"),
+        lambda: core.read_namespaced_pod_log("any-pod", "dagster"),
+        lambda: core.delete_namespaced_pod("any-pod", "ray"),
+        lambda: custom.list_cluster_custom_object("ray.io", "v1", "rayclusters"),
+        lambda: custom.list_namespaced_custom_object("ray.io", "v1", "default", "rayclusters"),
+        lambda: custom.delete_namespaced_custom_object("ray.io", "v1", "default", "rayclusters", "x"),
+        lambda: custom.patch_namespaced_custom_object("ray.io", "v1", "ray", "rayclusters", "x", {"metadata": {}}),
+    ]
+    try:
+        for call in forbidden:
+            with pytest.raises(ApiException) as err:
+                call()
+            assert err.value.status == 403
+    finally:
+        api.close()
+    for namespace in ("dagster", "dmp-system", "default", "kube-system"):
+        assert not rbac(XRAY_TOKEN, "get", "", "pods/log", namespace, "any-pod"), namespace
+        assert not rbac(XRAY_TOKEN, "list", "", "pods", namespace, None), namespace
+    # Without --namespace the backend lists cluster-wide, which the Role does not allow.
+    with pytest.raises(ClusterError, match="403"):
+        backend_for(sandbox, XRAY_TOKEN, platform, namespace=None).list()
+    assert not any(allowed for *_, allowed in auth.calls[XRAY_TOKEN])

@@ -27,6 +27,7 @@ def main() -> None:
         results = ray.get([ray.remote(num_cpus=0.25)(lambda x: x * x).remote(i) for i in range(tasks)])
         for i, value in enumerate(results):
             print(f"smoke task {i} -> {value}", flush=True)
+        print("\x1b[36m(colour check)\x1b[0m a coloured line", flush=True)  # as Ray colours its prefixes
         pipes.log.info(f"computed {tasks} squares")
         release_file = extras.get("release_file")
         if release_file:

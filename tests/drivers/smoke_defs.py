@@ -14,6 +14,7 @@ from drivers import FAULTY_SMOKE
 
 from discord_ml_platform.platform import current_platform
 from resources import PipesRayJobClient, RayClusterResource, ray_cluster_resource_type
+from resources.cleanup import build_cluster_cleanup_sensor
 
 
 class FaultySmokeConfig(dg.Config):
@@ -53,5 +54,6 @@ def defs() -> dg.Definitions:
     return dg.Definitions(
         assets=[faulty_smoke],
         jobs=[faulty_smoke_test],
+        sensors=[build_cluster_cleanup_sensor(minimum_interval_seconds=15)],
         resources={"ray_cluster": cluster(), "pipes_ray": PipesRayJobClient()},
     )

@@ -16,3 +16,12 @@ CREATED = datetime(2026, 11, 26, tzinfo=timezone.utc)
 def test_gpus_per_worker_is_read_back_from_the_manifest(gpu_type, workers, gpus, expected):
     spec = ClusterSpec(name="gpus", gpu_type=gpu_type, workers=workers, gpus_per_worker=gpus)
     assert _gpus_per_worker(render_raycluster(spec, created_at=CREATED)) == expected
+
+
+def test_a_gpu_limit_written_as_a_quantity_is_read_and_an_unreadable_one_is_zero() -> None:
+    manifest = render_raycluster(ClusterSpec(name="gpus", gpu_type="a10g", workers=1), created_at=CREATED)
+    limits = manifest["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    limits["nvidia.com/gpu"] = "2000m"
+    assert _gpus_per_worker(manifest) == 2
+    limits["nvidia.com/gpu"] = "lots"
+    assert _gpus_per_worker(manifest) == 0

@@ -51,6 +51,25 @@ def run_start_failure(job: dg.JobDefinition, run_config: dict) -> tuple[str, lis
          "resources.ray_cluster.config.workers: 65 is not allowed: 0..64 (policy.max_workers_per_cluster)"),
         ({"resources": {"ray_cluster": {"config": {"mode": "rayjob"}}}},
          "resources.ray_cluster.config.mode: 'rayjob' needs a backend that runs RayJobs (kuberay)"),
+        # Issue 16: these passed the Launchpad and failed inside the step with a generic message. The
+        # resource checks its shape through Platform.cluster_spec, the one validator the CLI uses too.
+        ({"resources": {"ray_cluster": {"config": {"memory_per_worker": "-1Gi"}}}},
+         "resources.ray_cluster.config.memory_per_worker: memory '-1Gi' is below the 64Mi minimum a Ray node needs"),
+        ({"resources": {"ray_cluster": {"config": {"memory_per_worker": "1e999999"}}}},
+         "resources.ray_cluster.config.memory_per_worker: '1e999999' is out of range: the exponent must be between "
+         "e-9 and e18"),
+        ({"resources": {"ray_cluster": {"config": {"memory_per_worker": "99999999Ei"}}}},
+         "resources.ray_cluster.config.memory_per_worker: '99999999Ei' is out of range: a Kubernetes quantity is at "
+         "most 2^63-1"),
+        ({"resources": {"ray_cluster": {"config": {"memory_per_worker": "5Ti"}}}},
+         "resources.ray_cluster.config.memory_per_worker: '5Ti' is not allowed: at most 4Ti per pod "
+         "(policy.max_memory_per_pod)"),
+        ({"resources": {"ray_cluster": {"config": {"head_memory": "٣Gi"}}}},
+         "resources.ray_cluster.config.head_memory: '٣Gi' is not a Kubernetes quantity"),
+        ({"resources": {"ray_cluster": {"config": {"gpu_pool": "l4", "gpus_per_worker": 9}}}},
+         "resources.ray_cluster.config.gpus_per_worker: 9 does not fit a l4 node"),
+        ({"resources": {"ray_cluster": {"config": {"image": "not an image"}}}},
+         "resources.ray_cluster.config.image: 'not an image' is not allowed: an image reference"),
     ],
 )
 def test_a_bad_value_anywhere_fails_the_run_before_any_step_or_cluster(defs, run_config, expected):

@@ -2,23 +2,15 @@
 Launchpad launches it (GraphQL, edited config, the GPU-pool run coordinator + daemon) succeeds,
 tagged with the pool its edited config asks for."""
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
+from drivers.dagster_dev import dagster_dev as dagster_dev_server
 
 from discord_ml_platform.backends.local import LocalBackend
-from discord_ml_platform.backends.processes import free_ports, terminate_tree
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
-ROOT = Path(__file__).resolve().parents[2]
 
 LOCATION_QUERY = """
 query {
@@ -33,34 +25,8 @@ query {
 
 @pytest.fixture
 def dagster_dev(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    [port] = free_ports(1)
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    log = open(tmp_path / "dagster-dev.log", "w")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert process.poll() is None, (tmp_path / "dagster-dev.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.5)
+    with dagster_dev_server(tmp_path, "-w", "workspace.yaml") as (port, home, _):
         yield port, home
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            pass
-        terminate_tree([process.pid], grace_s=5)
-        log.close()
 
 
 def test_launchpad_run_with_edited_config_succeeds(dagster_dev):

@@ -13,7 +13,6 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from discord_ml_platform.ads.data import write_window
 from pipelines.definitions import build_definitions
-from pipelines.schedules import ad_relevance_daily_retrain
 from pipelines.sensors import new_quests_window_sensor
 from resources import DataRootResource, RayClusterResource
 from resources.run_coordinator import GpuPoolRunCoordinator
@@ -39,9 +38,10 @@ def test_every_job_is_tagged_with_the_pool_of_its_default_config():
 
 def test_schedule_and_sensor_runs_carry_the_pool_of_their_config(tmp_path):
     context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 26, 6, tzinfo=dt.UTC))
-    [scheduled] = list(ad_relevance_daily_retrain.evaluate_tick(context).run_requests)
+    schedule = build_definitions().resolve_schedule_def("ad_relevance_daily_retrain")
+    [scheduled] = list(schedule.evaluate_tick(context).run_requests)
     # A schedule's run takes its job's tags (the pool of the job's default config) unless it sets its own.
-    job_tags = build_definitions().resolve_job_def(ad_relevance_daily_retrain.job_name).tags
+    job_tags = build_definitions().resolve_job_def(schedule.job_name).tags
     assert {**job_tags, **scheduled.tags}[GPU_POOL_TAG] == gpu_pool_of(scheduled.run_config, "cpu") == "cpu"
     write_window(tmp_path, dt.date(2026, 11, 20), 500, seed=1)
     with dg.instance_for_test() as instance:

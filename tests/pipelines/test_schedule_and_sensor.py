@@ -7,7 +7,6 @@ import pytest
 
 from discord_ml_platform.ads.data import write_window
 from pipelines.definitions import build_definitions
-from pipelines.schedules import ad_relevance_daily_retrain
 from pipelines.sensors import new_quests_window_sensor
 from resources import DataRootResource
 
@@ -17,10 +16,11 @@ pytestmark = pytest.mark.timeout(120)
 
 def test_daily_schedule_retrains_on_the_previous_days_partition():
     context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 26, 6, 0, tzinfo=dt.timezone.utc))
-    [request] = list(ad_relevance_daily_retrain.evaluate_tick(context).run_requests)
+    schedule = defs.resolve_schedule_def("ad_relevance_daily_retrain")
+    [request] = list(schedule.evaluate_tick(context).run_requests)
     assert request.partition_key == "2026-11-25"
-    assert ad_relevance_daily_retrain.job_name == "ad_relevance_training"
-    assert ad_relevance_daily_retrain.cron_schedule == "0 6 * * *"
+    assert schedule.job_name == "ad_relevance_training"
+    assert schedule.cron_schedule == "0 6 * * *"
 
 
 def test_sensor_requests_one_run_per_complete_window_and_never_twice(tmp_path):

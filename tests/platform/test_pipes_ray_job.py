@@ -71,6 +71,9 @@ def test_job_log_lines_reach_the_event_log_while_the_job_runs(shared_cluster, tm
         logs = [r.user_message for r in instance.all_logs(run_result.run_id)]
         assert "smoke task 2 -> 4" in logs
         assert any("computed 3 squares" in m for m in logs)  # a Pipes log message
+        # Terminal colours are stripped from the event log; the words stay.
+        assert "(colour check) a coloured line" in logs
+        assert not any("\x1b" in line for line in logs)
 
 
 def test_a_failing_job_fails_the_step_with_its_last_lines(shared_cluster):

@@ -124,7 +124,7 @@ def test_detail_of_a_local_cluster_leaves_out_its_environment(client):
                                   "/api/clusters/kuberay/default/train-h100", "/api/clusters/kuberay/ray/missing/jobs",
                                   "/api/clusters/kuberay/ray/missing/logs"])
 def test_unknown_backend_or_cluster_is_404(client, path):
-    response = client.get(path)
+    response = client.get(path, headers=auth())
     assert response.status_code == 404 and response.json()["detail"]
 
 
@@ -133,20 +133,20 @@ def test_unknown_backend_or_cluster_is_404(client, path):
                                   "/api/clusters/kuberay/ray/x/logs?lines=0", "/api/clusters/local/local/nb-local/logs?lines=99999",
                                   "/api/clusters/local/local/nb-local/logs?lines=many"])
 def test_bad_names_and_parameters_are_422(client, path):
-    assert client.get(path).status_code == 422
+    assert client.get(path, headers=auth()).status_code == 422
 
 
 def test_jobs_say_why_they_are_missing(client):
-    pending = client.get("/api/clusters/kuberay/ray/pending-cpu/jobs").json()
+    pending = client.get("/api/clusters/kuberay/ray/pending-cpu/jobs", headers=auth()).json()
     assert pending["jobs"] == [] and "no dashboard" in pending["error"]
-    unreachable = client.get("/api/clusters/local/local/nb-local/jobs").json()
+    unreachable = client.get("/api/clusters/local/local/nb-local/jobs", headers=auth()).json()
     assert unreachable["jobs"] == [] and "did not answer" in unreachable["error"]
 
 
 def test_logs_tail_the_head_log(client):
-    tail = client.get("/api/clusters/local/local/nb-local/logs", params={"lines": 5}).json()
+    tail = client.get("/api/clusters/local/local/nb-local/logs", params={"lines": 5}, headers=auth()).json()
     assert tail["source"] == "head.log" and tail["lines"] == [f"line {i}" for i in range(295, 300)]
-    kuberay = client.get("/api/clusters/kuberay/ray/pending-cpu/logs").json()
+    kuberay = client.get("/api/clusters/kuberay/ray/pending-cpu/logs", headers=auth()).json()
     assert kuberay["lines"] == [] and kuberay["error"]
 
 
@@ -200,7 +200,7 @@ def test_delete_stops_a_local_cluster_and_its_notebook(client, fake_local):
     response = client.delete("/api/clusters/local/local/short-lived", headers=auth())
     assert response.json() == {"deleted": "local/local/short-lived", "notebook_stopped": True}
     assert head.wait(timeout=10) is not None  # the head process was stopped
-    assert client.get("/api/clusters/local/local/short-lived/notebook").status_code == 404
+    assert client.get("/api/clusters/local/local/short-lived/notebook", headers=auth()).status_code == 404
 
 
 def wait_for(fn, timeout_s: float = 15.0):
@@ -215,21 +215,21 @@ def wait_for(fn, timeout_s: float = 15.0):
 
 def test_notebook_lifecycle_and_its_link_only_for_token_holders(client):
     path = "/api/clusters/kuberay/ray/train-h100/notebook"
-    assert client.get(path).status_code == 404
+    assert client.get(path, headers=auth()).status_code == 404
     launched = client.post(path, headers=auth())
     assert launched.status_code == 201 and launched.json()["kind"] == "process"
     running = wait_for(lambda: (v := client.get(path, headers=auth()).json())["state"] == "running" and v)
     url = running["url"]
     assert url.startswith("http://127.0.0.1:") and "token=" in url
-    anonymous = client.get(path).json()
-    assert anonymous["state"] == "running" and anonymous["url"] is None  # the link holds the notebook's token
+    anonymous = client.get(path)  # the notebook's details and link (it holds the notebook's token): token only
+    assert anonymous.status_code == 401 and "token=" not in anonymous.text and "running" not in anonymous.text
     with urllib.request.urlopen(url, timeout=5) as answer:
         page = answer.read().decode()
     assert answer.status == 200 and "RAY_ADDRESS=127.0.0.1:6379" in page
     again = client.post(path, headers=auth()).json()  # idempotent: the same notebook
     assert again["started_at"] == launched.json()["started_at"]
     assert client.delete(path, headers=auth()).json() == {"stopped": True}
-    assert client.get(path).status_code == 404
+    assert client.get(path, headers=auth()).status_code == 404
     assert client.delete(path, headers=auth()).json() == {"stopped": False}
 
 
@@ -254,7 +254,8 @@ def test_pages_render_filters_and_details(client):
     page = client.get("/", params={"owner": "ada"}).text
     assert "train-h100" in page and "pending-cpu" in page and "eval-a10g" not in page
     detail = client.get("/clusters/local/local/nb-local").text
-    assert "line 299" in detail and "a10g x 2, workers 2/2" in detail
+    assert "a10g x 2, workers 2/2" in detail and 'id="logs-locked"' in detail
+    assert "line 299" not in detail  # the log is fetched by the page's script, with the token
     missing = client.get("/clusters/kuberay/ray/missing")
     assert missing.status_code == 404 and "Cluster not found" in missing.text
     assert client.get("/clusters/kuberay/ray/Bad_Name").status_code == 422

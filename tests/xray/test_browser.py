@@ -212,14 +212,41 @@ def test_notebook_link_appears_and_answers(page, base_url):
     page.wait_for_selector("#notebook-link:visible")
     page.click("#notebook-stop")
     page.wait_for_selector("#notebook", state="hidden")
-    assert page.request.get(base_url + "/api/clusters/kuberay/ray/train-h100/notebook").status == 404
+    notebook_api = base_url + "/api/clusters/kuberay/ray/train-h100/notebook"
+    assert page.request.get(notebook_api, headers={"Authorization": f"Bearer {TOKEN}"}).status == 404
+    assert page.request.get(notebook_api).status == 401  # notebook details are for token holders
     assert page.problems == []
 
 
 def test_cluster_page_of_a_local_cluster_shows_spec_and_logs(page, base_url):
     page.goto(base_url + "/clusters/local/local/nb-local")
-    assert "GCS up" in page.inner_text("#logs")
     assert "l4" in page.inner_text("#spec") and "API_KEY" not in page.content()
-    assert "did not answer" in page.inner_text("#jobs-empty")
+    # Jobs and logs are for token holders: the page shows neither until it is unlocked.
+    assert page.is_visible("#logs-locked") and page.is_visible("#jobs-locked")
+    assert not page.is_visible("#logs") and "GCS up" not in page.content()
+    unlock(page)
+    page.wait_for_selector("#logs:has-text('GCS up')")
+    assert "GCS up" in page.inner_text("#logs") and page.inner_text("#logs-source") == "(head.log)"
+    page.wait_for_selector("#jobs-empty:visible")
+    assert "did not answer" in page.inner_text("#jobs-empty") and not page.is_visible("#logs-locked")
     shot(page, "cluster-local")
+    page.click("#sign-out")  # locking again hides them
+    assert page.is_visible("#logs-locked") and page.inner_text("#logs") == ""
     assert page.problems == []
+
+
+def test_api_docs_load_everything_from_xray_itself(page, base_url):
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(base_url + "/api/docs")
+    assert page.inner_text("h1").startswith("X-Ray API")
+    assert page.locator("section.operation").count() >= 8
+    assert "/api/clusters/{backend}/{namespace}/{name}/logs" in page.inner_text("#operations-toc")
+    page.wait_for_load_state("networkidle")
+    assert requested and all(url.startswith(base_url + "/") or url.startswith("data:") for url in requested), requested
+    assert {base_url + "/static/xray.css", base_url + "/static/xray.js"} <= set(requested)
+    sheets = page.evaluate("Array.from(document.styleSheets).map(s => s.href)")
+    assert sheets == [base_url + "/static/xray.css"]  # the stylesheet loaded (and nothing else)
+    shot(page, "api-docs")
+    assert page.click("#openapi-link") is None and page.url == base_url + "/api/openapi.json"
+    assert page.problems == []  # no CSP violation, no script error

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,9 @@ def test_help_and_bad_backend():
     assert bad.returncode == 2 and "unknown backend" in bad.stderr
 
 
-def start_xray(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+def start_xray(env: dict[str, str], port: int, *args: str) -> subprocess.Popen[str]:
     """``dmp xray --backend local`` on ``port``, once it answers its health check."""
-    proc = subprocess.Popen([*DMP, "xray", "--backend", "local", "--port", str(port), "--log-level", "warning"],
+    proc = subprocess.Popen([*DMP, "xray", "--backend", "local", "--port", str(port), "--log-level", "warning", *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 40
     while True:
@@ -98,3 +99,54 @@ def test_a_bad_platform_setting_is_a_usage_error(tmp_path: Path):
     assert result.returncode == 2, result.stderr
     assert "DMP_PLATFORM_CONFIG" in result.stderr and "cannot read the platform config" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def status_for_host(port: int, host: str, path: str = "/api/clusters") -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3"])
+def test_listening_beyond_loopback_needs_the_allowed_hosts(tmp_path: Path, host: str):
+    result = subprocess.run([*DMP, "xray", "--backend", "local", "--host", host, "--port", str(free_port())],
+                            capture_output=True, text=True, timeout=30, env=xray_env(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert "DMP_XRAY_ALLOWED_HOSTS" in result.stderr and "beyond loopback" in result.stderr
+    assert "Traceback" not in result.stderr and "X-Ray on" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["*", "xray.example.com:8080", "http://xray.example.com"])
+def test_allowed_hosts_that_defeat_the_check_are_a_usage_error(tmp_path: Path, value: str):
+    env = xray_env(tmp_path, DMP_XRAY_ALLOWED_HOSTS=value)
+    result = subprocess.run([*DMP, "xray", "--backend", "local", "--host", "0.0.0.0", "--port", str(free_port())],
+                            capture_output=True, text=True, timeout=30, env=env)
+    assert result.returncode == 2 and "DMP_XRAY_ALLOWED_HOSTS" in result.stderr, result.stderr
+    flag = subprocess.run([*DMP, "xray", "--backend", "local", "--allowed-host", "*", "--port", str(free_port())],
+                          capture_output=True, text=True, timeout=30, env=xray_env(tmp_path))
+    assert flag.returncode == 2 and "--allowed-host" in flag.stderr, flag.stderr
+
+
+def test_only_the_allowed_hosts_are_served(tmp_path: Path):
+    port = free_port()
+    proc = start_xray(xray_env(tmp_path), port)  # loopback listener: the loopback names by default
+    try:
+        assert status_for_host(port, f"127.0.0.1:{port}") == 200
+        assert status_for_host(port, f"localhost:{port}") == 200
+        assert status_for_host(port, "evil.example") == 400 and status_for_host(port, "evil.example", "/") == 400
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+    port = free_port()
+    env = xray_env(tmp_path, DMP_XRAY_ALLOWED_HOSTS="xray.test,127.0.0.1")
+    proc = start_xray(env, port, "--allowed-host", "xray.test", "--allowed-host", "127.0.0.1")
+    try:
+        assert status_for_host(port, "xray.test") == 200 and status_for_host(port, "xray.test", "/") == 200
+        assert status_for_host(port, "localhost") == 400 and status_for_host(port, "evil.example") == 400
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "Allowed Host names: xray.test, 127.0.0.1" in err

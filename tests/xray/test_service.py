@@ -115,3 +115,101 @@ def test_the_service_does_not_import_the_cli():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# One cluster never blinds the dashboard -------------------------------------------------------------
+
+YEAR_10000 = "253402300800"  # a valid label value that datetime cannot hold
+
+
+def wait_until(predicate, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
+
+
+def fleet_with_a_bad_expiry() -> list[ClusterInfo]:
+    from discord_ml_platform.spec.labels import EXPIRES_AT
+
+    return [info("a-bad", labels={OWNER: "ada", EXPIRES_AT: YEAR_10000}), info("b-fine", labels={OWNER: "bob"}),
+            info("c-fine", labels={OWNER: "cy"})]
+
+
+def test_an_unreadable_expiry_label_is_shown_flagged_also_after_the_cache_expired(tmp_path: Path):
+    backend = CountingBackend(fleet_with_a_bad_expiry())
+    svc = ClusterService({"kuberay": backend}, XRaySettings(state_dir=tmp_path, cache_ttl_s=0.05, max_stale_s=30))
+    for _ in range(2):  # the first listing, then one revalidated in the background after the TTL
+        listing = svc.list_clusters()
+        assert [c.name for c in listing.clusters] == ["a-bad", "b-fine", "c-fine"] and listing.errors == []
+        bad = listing.clusters[0]
+        assert bad.expires == "invalid label" and bad.expires_at is None and YEAR_10000 in bad.phase
+        calls = backend.calls
+        assert wait_until(lambda calls=calls: (svc.list_clusters(), backend.calls > calls)[1])  # past the TTL
+        assert svc.wait_idle()
+    assert backend.calls >= 3
+
+
+def test_the_list_api_answers_200_with_every_cluster_after_the_cache_expired(tmp_path: Path):
+    from fastapi.testclient import TestClient
+    from xray_support import auth, make_settings
+
+    from discord_ml_platform.xray.app import create_app
+
+    backend = CountingBackend(fleet_with_a_bad_expiry())
+    app = create_app(make_settings(tmp_path, cache_ttl_s=0.05, max_stale_s=0.1), {"kuberay": backend}, {},
+                     run_reaper=False)
+    with TestClient(app) as client:
+        for _ in range(3):
+            response = client.get("/api/clusters", headers=auth())
+            assert response.status_code == 200, response.text
+            assert [c["name"] for c in response.json()["clusters"]] == ["a-bad", "b-fine", "c-fine"]
+            calls = backend.calls
+            assert wait_until(lambda calls=calls: client.get("/api/clusters").status_code == 200
+                              and backend.calls > calls)
+
+
+def test_a_view_that_fails_is_logged_and_the_others_still_show(tmp_path: Path, monkeypatch, caplog):
+    svc = ClusterService({"kuberay": CountingBackend(fleet_with_a_bad_expiry())},
+                         XRaySettings(state_dir=tmp_path, cache_ttl_s=0))
+    real_view = ClusterService.view
+
+    def view(self, cluster, now=None):
+        if cluster.handle.name == "b-fine":
+            raise RuntimeError("view exploded")
+        return real_view(self, cluster, now)
+
+    monkeypatch.setattr(ClusterService, "view", view)
+    listing = svc.list_clusters()
+    assert [c.name for c in listing.clusters] == ["a-bad", "b-fine", "c-fine"]
+    flagged = listing.clusters[1]
+    assert flagged.status == "ready" and "view exploded" in flagged.phase and flagged.machine == "?"
+    assert "building the view of cluster kuberay/ray/b-fine failed" in caplog.text
+    assert svc.detail(CountingBackend(fleet_with_a_bad_expiry()).infos[1]).cluster.name == "b-fine"
+
+
+def test_the_refresh_thread_survives_a_failure_and_reports_it_as_a_backend_error(tmp_path: Path, monkeypatch, caplog):
+    backend = CountingBackend(fleet_with_a_bad_expiry())
+    svc = ClusterService({"kuberay": backend}, XRaySettings(state_dir=tmp_path, cache_ttl_s=0.05, max_stale_s=30))
+    assert len(svc.list_clusters().clusters) == 3
+    failing = threading.Event()
+    real_safe_view = ClusterService._safe_view
+
+    def safe_view(self, cluster, now):
+        if failing.is_set():
+            raise RuntimeError("listing bug")
+        return real_safe_view(self, cluster, now)
+
+    monkeypatch.setattr(ClusterService, "_safe_view", safe_view)
+    failing.set()
+    calls = backend.calls
+    assert wait_until(lambda: (svc.list_clusters(), backend.calls > calls)[1])  # stale: refreshed in the background
+    assert svc.wait_idle()
+    listing = svc.list_clusters()
+    assert [c.name for c in listing.clusters] == ["a-bad", "b-fine", "c-fine"]  # the last good views
+    assert [(e.backend, e.message) for e in listing.errors] == [("xray", "listing failed: RuntimeError: listing bug")]
+    assert "listing clusters failed" in caplog.text
+    failing.clear()  # the next refresh (the listing is still stale) recovers
+    assert wait_until(lambda: svc.wait_idle() and svc.list_clusters().errors == [])

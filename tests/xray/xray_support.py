@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from discord_ml_platform.spec import ClusterSpec
@@ -139,6 +140,10 @@ class FakeLocalClusters:
             "temp_dir": str(temp_dir), "log_dir": str(log_dir), "auth_mode": "disabled", "head_pid": head.pid,
             "gcs_port": 6390, "dashboard_port": 1, "client_port": 10011,
             "worker_pids": [p.pid for p in workers_procs],
+            # Start times tell our processes from later ones with the same PID; without them the
+            # backend does not trust the PIDs of a record (a sleeping stand-in proves nothing else).
+            "head_started": psutil.Process(head.pid).create_time(),
+            "worker_started": [psutil.Process(p.pid).create_time() for p in workers_procs],
             "spec": {"name": name, "namespace": "local", "gpu_type": gpu_type, "gpus_per_worker": gpus_per_worker,
                      "workers": workers, "image": "rayproject/ray:2.60.0", "env": {"API_KEY": "do-not-show"}},
         }
@@ -165,11 +170,15 @@ def fake_local(xray_root: Path) -> Iterator[FakeLocalClusters]:
     fakes.close()
 
 
+# TestClient's default Host, and the loopback names the browser and CLI tests use.
+TEST_HOSTS = ("testserver", "127.0.0.1", "localhost")
+
+
 def make_settings(root: Path, **overrides: Any) -> Any:
-    """Test settings: our token, no listing cache, notebook state under ``root``."""
+    """Test settings: our token, the test hosts, no listing cache, notebook state under ``root``."""
     from discord_ml_platform.xray.settings import XRaySettings
 
-    values: dict[str, Any] = {"token": TOKEN, "state_dir": root / "xray-state", "cache_ttl_s": 0.0,
+    values: dict[str, Any] = {"token": TOKEN, "allowed_hosts": TEST_HOSTS, "state_dir": root / "xray-state", "cache_ttl_s": 0.0,
                               "dagster_url": "http://dagster.example:3000", "delete_timeout_s": 20.0}
     values.update(overrides)
     return XRaySettings(**values)

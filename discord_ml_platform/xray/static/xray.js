@@ -1,4 +1,5 @@
-// X-Ray pages: token handling, auto-refresh of the list, delete with confirmation, notebooks.
+// X-Ray pages: token handling, auto-refresh of the list, delete with confirmation, notebooks, and a
+// cluster's Ray jobs and logs (fetched with the token: the server never puts them into a page).
 // Data from the server is only ever written with textContent / setAttribute, never as HTML.
 (function () {
   "use strict";
@@ -62,10 +63,14 @@
       input.value = "";
       if (!(await checkToken())) { flash("That token was not accepted.", true); return; }
       document.getElementById("flash").classList.add("hidden");
-      if (body.dataset.page === "cluster") refreshNotebook();
+      if (body.dataset.page === "cluster") { refreshNotebook(); loadDetails(); }
     });
     const out = document.getElementById("sign-out");
-    if (out) out.addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); showWriter(false); });
+    if (out) out.addEventListener("click", () => {
+      sessionStorage.removeItem(TOKEN_KEY);
+      showWriter(false);
+      if (body.dataset.page === "cluster") { showNotebook(null); clearDetails(); }
+    });
   }
 
   // --- delete ----------------------------------------------------------------------------------
@@ -165,6 +170,7 @@
     else { anchor.setAttribute("href", "#"); anchor.classList.add("hidden"); }
   }
   async function refreshNotebook() {
+    if (body.dataset.authorized !== "true") return null;  // notebooks are for token holders only
     const d = clusterData();
     const response = await fetch(apiPath(d.backend, d.namespace, d.name) + "/notebook", { headers: authHeaders() });
     if (response.status === 404) { showNotebook(null); return null; }
@@ -198,7 +204,47 @@
   function setupCluster() {
     document.getElementById("notebook-launch").addEventListener("click", () => launchNotebook());
     document.getElementById("notebook-stop").addEventListener("click", () => stopNotebook());
-    refreshNotebook();
+  }
+
+  // --- jobs and logs (token holders only) ----------------------------------------------------------
+  function toggle(id, shown) { document.getElementById(id).classList.toggle("hidden", !shown); }
+  function clearDetails() {
+    document.getElementById("job-rows").replaceChildren();
+    document.getElementById("logs").textContent = "";
+    document.getElementById("logs-source").textContent = "";
+    ["jobs", "jobs-empty", "logs", "logs-empty"].forEach((id) => toggle(id, false));
+    ["jobs-locked", "logs-locked"].forEach((id) => toggle(id, true));
+  }
+  function showJobs(data) {
+    const jobs = data.jobs || [];
+    document.getElementById("job-rows").replaceChildren(...jobs.map((j) => {
+      const tr = el("tr");
+      const entry = el("td"); entry.append(el("code", null, j.entrypoint || ""));
+      tr.append(el("td", null, j.submission_id || j.job_id || ""), el("td", null, j.status), entry,
+        el("td", null, j.start_time || ""), el("td", null, j.end_time || ""), el("td", null, j.message || ""));
+      return tr;
+    }));
+    document.getElementById("jobs-empty").textContent = "No Ray jobs" + (data.error ? " (" + data.error + ")" : "") + ".";
+    toggle("jobs-locked", false); toggle("jobs", jobs.length > 0); toggle("jobs-empty", jobs.length === 0);
+  }
+  function showLogs(data) {
+    const lines = data.lines || [];
+    document.getElementById("logs-source").textContent = data.source ? "(" + data.source + ")" : "";
+    document.getElementById("logs").textContent = lines.join("\n");
+    document.getElementById("logs-empty").textContent = data.error || "No log lines.";
+    toggle("logs-locked", false); toggle("logs", lines.length > 0); toggle("logs-empty", lines.length === 0);
+  }
+  async function loadDetails() {
+    if (body.dataset.authorized !== "true") { clearDetails(); return; }
+    const d = clusterData();
+    const base = apiPath(d.backend, d.namespace, d.name);
+    const lines = document.getElementById("logs-section").dataset.lines || "200";
+    const [jobs, logs] = await Promise.all([
+      fetch(base + "/jobs", { headers: authHeaders() }),
+      fetch(base + "/logs?lines=" + encodeURIComponent(lines), { headers: authHeaders() }),
+    ]);
+    if (jobs.ok) showJobs(await jobs.json()); else flash("Ray jobs: " + (await problem(jobs)), true);
+    if (logs.ok) showLogs(await logs.json()); else flash("Logs: " + (await problem(logs)), true);
   }
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -206,6 +252,6 @@
     document.addEventListener("click", onDeleteClick);
     if (body.dataset.page === "list") setupList();
     if (body.dataset.page === "cluster") setupCluster();
-    checkToken().then(() => { if (body.dataset.page === "cluster") refreshNotebook(); });
+    checkToken().then(() => { if (body.dataset.page === "cluster") { refreshNotebook(); loadDetails(); } });
   });
 })();

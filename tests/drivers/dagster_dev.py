@@ -1,0 +1,68 @@
+"""``dagster dev`` (webserver + daemon) with the project's ``dagster.yaml``, for tests that launch runs
+the way the Launchpad does and need the daemon (queued runs, sensors, run monitoring)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from discord_ml_platform.backends.processes import free_ports, terminate_tree
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def dagster_dev(
+    tmp_path: Path, *location: str, ready_timeout_s: float = 180, home: Path | None = None
+) -> Iterator[tuple[int, Path, subprocess.Popen[bytes]]]:
+    """Run ``dagster dev <location args>`` in the project root; yield its port, its ``DAGSTER_HOME``
+    (``home`` to reuse one, as after a restart) and its process (the leader of its process group)."""
+    if home is None:
+        home = tmp_path / "dagster_home"
+        home.mkdir()
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    [port] = free_ports(1)
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    log_path = tmp_path / f"dagster-dev-{port}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster"), "dev", *location, "-h", "127.0.0.1", "-p", str(port)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + ready_timeout_s
+            while time.monotonic() < deadline:
+                assert process.poll() is None, log_path.read_text()[-3000:]
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                        break
+                except OSError:
+                    time.sleep(0.5)
+            yield port, home, process
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+            terminate_tree([process.pid], grace_s=5)
+
+
+def wait_for(condition, timeout_s: float, poll_s: float = 1.0) -> bool:  # type: ignore[no-untyped-def]
+    """Poll ``condition`` until it holds or ``timeout_s`` passes; its last value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(poll_s)
+    return bool(condition())
