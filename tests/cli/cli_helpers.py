@@ -6,10 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from drivers import wait_for
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Variables that would make the CLI look at a real cluster or another config than the test's: every
@@ -126,9 +127,4 @@ def processes_naming(marker: str) -> list[str]:
 
 def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.2) -> bool:
     """Poll ``predicate`` until it is true or ``timeout_s`` passes."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())
+    return wait_for(predicate, timeout_s, interval_s)

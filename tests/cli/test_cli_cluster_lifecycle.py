@@ -6,8 +6,6 @@ the fixture is parametrized with. The tests run in file order and share one clus
 
 from __future__ import annotations
 
-import json
-import time
 from datetime import datetime, timezone
 
 import pytest

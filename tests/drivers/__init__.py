@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,3 +13,13 @@ FAULTY_SMOKE: dict[str, Any] = {
     "entrypoint": "python faulty_smoke.py",
     "runtime_env": {"working_dir": str(DRIVERS), "excludes": ["__pycache__"]},
 }
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.2) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout_s`` passes; its last value, as a bool."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return bool(predicate())

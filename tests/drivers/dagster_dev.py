@@ -16,6 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from discord_ml_platform.backends.processes import free_ports, terminate_tree
+from drivers import wait_for
+
+__all__ = ["dagster_dev", "wait_for"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,13 +59,3 @@ def dagster_dev(
             except subprocess.TimeoutExpired:
                 pass
             terminate_tree([process.pid], grace_s=5)
-
-
-def wait_for(condition, timeout_s: float, poll_s: float = 1.0) -> bool:  # type: ignore[no-untyped-def]
-    """Poll ``condition`` until it holds or ``timeout_s`` passes; its last value."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(poll_s)
-    return bool(condition())

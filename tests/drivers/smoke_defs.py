@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
-from drivers import FAULTY_SMOKE
 
 from discord_ml_platform.platform import current_platform
+from drivers import FAULTY_SMOKE
 from resources import PipesRayJobClient, RayClusterResource, ray_cluster_resource_type
 from resources.cleanup import build_cluster_cleanup_sensor
 

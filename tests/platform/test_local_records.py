@@ -14,11 +14,11 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import drivers
 import psutil
 import pytest
 
@@ -37,14 +37,9 @@ pytestmark = pytest.mark.timeout(60)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.05) -> bool:
+def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
     """Poll ``predicate`` until true or ``timeout_s`` passes; its last value."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())
+    return drivers.wait_for(predicate, timeout_s, interval_s)
 
 
 class Sleepers:

@@ -3,7 +3,6 @@
 
 import _thread
 import threading
-from pathlib import Path
 
 import dagster as dg
 import pytest
