@@ -317,24 +317,34 @@ def sweep(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be deleted.")] = False,
     output: OutputOpt = OutputFormat.table,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each deletion.")] = 60,
+    all_deployments: Annotated[
+        bool,
+        typer.Option(
+            "--all-deployments", help="Also sweep clusters of other deployments (default: only $DMP_DEPLOYMENT's)."
+        ),
+    ] = False,
     backend: BackendOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
 ) -> None:
-    """Delete platform clusters (all namespaces) whose expiry has passed or whose status is dead.
+    """Delete platform clusters (all namespaces) of this deployment whose expiry has passed or whose status is dead.
 
     A cluster whose labels cannot be read is kept (unless dead) with a warning; it never stops the sweep.
+    Clusters of another deployment ($DMP_DEPLOYMENT) are left to their own sweeper unless --all-deployments.
     """
     from discord_ml_platform.cli.output import stderr
     from discord_ml_platform.fleet import safe_cluster_row, sweep_reason
-    from discord_ml_platform.spec.labels import MANAGED_BY, MANAGED_BY_VALUE
+    from discord_ml_platform.spec.labels import DEPLOYMENT, MANAGED_BY, MANAGED_BY_VALUE, label_value
 
     platform = cli_platform()
+    own = label_value(platform.settings.deployment)
     now = datetime.now(UTC)
     doomed = []
     failures = []
     with using_backend(backend, kubeconfig, context, platform) as cluster_backend:
         for info in cluster_backend.list({MANAGED_BY: MANAGED_BY_VALUE}):
+            if not all_deployments and info.labels.get(DEPLOYMENT, own) != own:
+                continue  # another deployment's: its own sweeper decides
             row = safe_cluster_row(info, platform.catalog, now)
             for problem in row["problems"]:
                 stderr().print(f"warning: cluster {row['namespace']}/{row['name']}: {problem}", markup=False)

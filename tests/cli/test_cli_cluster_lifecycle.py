@@ -128,6 +128,26 @@ def test_sweep_deletes_expired_clusters_only(cli_target, cluster):
         assert processes_naming(marker) == []
 
 
+def test_sweep_leaves_another_deployments_clusters_to_their_own_sweeper(cli_target, cluster):
+    """Two deployments sharing a namespace: each `dmp cluster sweep` takes only its own expired clusters."""
+    from dataclasses import replace
+
+    other = replace(cli_target, env={**cli_target.env, "DMP_DEPLOYMENT": "other-team"})
+    name = "cli-other-deployment"
+    other.ok("cluster", "create", name, "--workers", "0", "--memory", "1Gi", "--head-memory", "1Gi", "--ttl", "1s")
+    row = next(r for r in cli_target.clusters() if r["name"] == name)
+    assert row["labels"]["mlplatform.discord.com/deployment"] == "other-team"
+    expires = datetime.fromisoformat(row["expires_at"])
+    assert wait_until(lambda: datetime.now(timezone.utc) > expires, timeout_s=30, interval_s=0.1)
+
+    assert cli_target.json("cluster", "sweep", "--dry-run") == []  # not this deployment's
+    planned = cli_target.json("cluster", "sweep", "--dry-run", "--all-deployments")
+    assert [(r["name"], r["action"]) for r in planned] == [(name, "would delete")]
+    swept = other.json("cluster", "sweep")  # its own deployment's sweep takes it
+    assert [(r["name"], r["action"]) for r in swept] == [(name, "deleted")]
+    assert name not in [r["name"] for r in cli_target.clusters()]
+
+
 def test_delete_asks_unless_yes_then_stops_every_process(cli_target, cluster):
     pids, marker = cli_target.cluster_pids(NAME)
     assert alive(pids) == pids
