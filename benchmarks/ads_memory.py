@@ -34,7 +34,7 @@ def measured(config, world_size: int, mode: str) -> list[dict[str, float]]:
                 "embeddings": ShardedEmbeddingCollection(config, plan, rank),
                 "dense": QuestRanker(config, with_tables=False),
             })
-        params = [p for p in module.parameters()]
+        params = list(module.parameters())
         optimizer = torch.optim.AdamW(params, lr=1e-3)
         for p in params:
             p.grad = torch.zeros_like(p)

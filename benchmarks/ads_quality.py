@@ -42,10 +42,10 @@ def main() -> None:
 
     from discord_ml_platform.ads.baseline import XGBoostSettings, evaluate_baseline, fit_xgboost
     from discord_ml_platform.ads.data import default_world, generate_window, read_window
-    from discord_ml_platform.ads.model import RankerConfig
-    from discord_ml_platform.ads.train import TrainLoopConfig, fit_in_process
     from discord_ml_platform.ads.evaluate import evaluate_frame
     from discord_ml_platform.ads.infer import QuestScorer
+    from discord_ml_platform.ads.model import RankerConfig
+    from discord_ml_platform.ads.train import TrainLoopConfig, fit_in_process
 
     started = time.perf_counter()
     frame = generate_window(REFERENCE_DATE, args.rows, seed=REFERENCE_SEED)

@@ -25,6 +25,7 @@ below that; the figure says how far.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 
@@ -67,14 +68,14 @@ class CrossNet(nn.Module):
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         x = x0
-        for u, v in zip(self.u, self.v):
+        for u, v in zip(self.u, self.v, strict=True):
             x = x0 * v(u(x)) + x
         return x
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for a, b in zip(sizes, sizes[1:]):
+    for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), nn.ReLU()]
     return nn.Sequential(*layers[:-1])
 
@@ -89,7 +90,7 @@ class Ranker(nn.Module):
         self.top = mlp([width, *top, 1])
 
     def forward(self, dense: torch.Tensor, ids: list[torch.Tensor], offsets: list[torch.Tensor]) -> torch.Tensor:
-        vectors = [self.bottom(dense)] + [t(i, o) for t, i, o in zip(self.tables, ids, offsets)]
+        vectors = [self.bottom(dense)] + [t(i, o) for t, i, o in zip(self.tables, ids, offsets, strict=True)]
         return self.top(self.cross(torch.cat(vectors, dim=1))).squeeze(-1)
 
 

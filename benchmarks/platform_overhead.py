@@ -34,9 +34,10 @@ ENTRYPOINT = "python -m discord_ml_platform.jobs.smoke"
 
 def raw_ray_run(temp_root: Path) -> float:
     """Seconds for raw ray start + submit + wait + stop."""
+    from ray.job_submission import JobSubmissionClient
+
     from discord_ml_platform.backends.local import ray_environment
     from discord_ml_platform.backends.processes import free_ports, terminate_tree
-    from ray.job_submission import JobSubmissionClient
 
     started = time.perf_counter()
     gcs, dashboard, client, agent, agent_grpc, runtime_env, metrics = free_ports(7)

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ def populate(kubeconfig: Path, count: int) -> None:
     from discord_ml_platform.backends.kuberay import make_api_client
     from discord_ml_platform.spec import ClusterSpec, render_raycluster
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with make_api_client(str(kubeconfig)) as api:
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         for ns in NAMESPACES:

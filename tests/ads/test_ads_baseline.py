@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from discord_ml_platform.ads.baseline import BaselineModel, TargetEncoder, XGBoostSettings, fit_encoder, fit_xgboost, transform
+from discord_ml_platform.ads.baseline import (
+    BaselineModel,
+    TargetEncoder,
+    XGBoostSettings,
+    fit_encoder,
+    fit_xgboost,
+    transform,
+)
 from discord_ml_platform.ads.data import read_window
 from discord_ml_platform.ads.evaluate import evaluate_frame, frame_segments
 

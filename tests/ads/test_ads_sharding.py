@@ -8,6 +8,7 @@ table shards and the DDP dense layers) match the unsharded model trained on the 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import socket
 from pathlib import Path
@@ -110,7 +111,7 @@ def test_plans_cover_every_row_once() -> None:
             assert sum(plan.rows_on(r) for r in range(world_size)) == sum(sizes.values())
             for table, shards in plan.shards.items():
                 assert shards[0].row_start == 0 and shards[-1].row_end == sizes[table]
-                assert all(a.row_end == b.row_start for a, b in zip(shards, shards[1:]))
+                assert all(a.row_end == b.row_start for a, b in itertools.pairwise(shards))
     row8 = plan_sharding(sizes, 8, "row")
     per_rank = [row8.rows_on(r) for r in range(8)]
     assert max(per_rank) - min(per_rank) <= len(sizes)  # row-wise is balanced to a row per table

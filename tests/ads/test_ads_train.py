@@ -20,16 +20,16 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _config(windows: dict[str, Path], world: QuestWorld, **overrides) -> TrainLoopConfig:
-    base = dict(
-        train_path=str(windows["train"]),
-        validation_path=str(windows["validation"]),
-        epochs=2,
-        batch_size=512,
-        lr=0.003,
-        seed=0,
-        torch_threads=1,
-        model=RankerConfig.from_schema(world.schema),
-    )
+    base = {
+        "train_path": str(windows["train"]),
+        "validation_path": str(windows["validation"]),
+        "epochs": 2,
+        "batch_size": 512,
+        "lr": 0.003,
+        "seed": 0,
+        "torch_threads": 1,
+        "model": RankerConfig.from_schema(world.schema),
+    }
     return TrainLoopConfig.model_validate({**base, **overrides})
 
 

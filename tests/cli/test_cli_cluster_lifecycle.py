@@ -6,7 +6,7 @@ the fixture is parametrized with. The tests run in file order and share one clus
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from cli_helpers import CliTarget, alive, describe, processes_naming, wait_until
@@ -40,7 +40,7 @@ def test_list_shows_the_cluster_with_its_columns(cli_target, cluster):
     assert (row["ready_workers"], row["desired_workers"]) == (0, 0)
     assert row["status"] == "ready" and not row["expired"]
     assert row["hourly_price_usd"] == pytest.approx(0.10)
-    assert datetime.fromisoformat(row["expires_at"]) > datetime.now(timezone.utc)
+    assert datetime.fromisoformat(row["expires_at"]) > datetime.now(UTC)
 
     table = cli_target.ok("cluster", "list").stdout
     header = table.splitlines()[0].split()
@@ -112,7 +112,7 @@ def test_sweep_deletes_expired_clusters_only(cli_target, cluster):
     pids, marker = cli_target.cluster_pids(short)
     row = next(r for r in cli_target.clusters() if r["name"] == short)
     expires = datetime.fromisoformat(row["expires_at"])
-    assert wait_until(lambda: datetime.now(timezone.utc) > expires, timeout_s=30, interval_s=0.1)
+    assert wait_until(lambda: datetime.now(UTC) > expires, timeout_s=30, interval_s=0.1)
 
     planned = cli_target.json("cluster", "sweep", "--dry-run")
     assert [(r["name"], r["action"]) for r in planned] == [(short, "would delete")]
@@ -138,7 +138,7 @@ def test_sweep_leaves_another_deployments_clusters_to_their_own_sweeper(cli_targ
     row = next(r for r in cli_target.clusters() if r["name"] == name)
     assert row["labels"]["mlplatform.discord.com/deployment"] == "other-team"
     expires = datetime.fromisoformat(row["expires_at"])
-    assert wait_until(lambda: datetime.now(timezone.utc) > expires, timeout_s=30, interval_s=0.1)
+    assert wait_until(lambda: datetime.now(UTC) > expires, timeout_s=30, interval_s=0.1)
 
     assert cli_target.json("cluster", "sweep", "--dry-run") == []  # not this deployment's
     planned = cli_target.json("cluster", "sweep", "--dry-run", "--all-deployments")

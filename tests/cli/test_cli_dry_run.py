@@ -13,7 +13,7 @@ import yaml
 from cli_helpers import describe, run_dmp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spec"))
-from kuberay_crd_schema import manifest_problems  # noqa: E402
+from kuberay_crd_schema import manifest_problems
 
 pytestmark = pytest.mark.timeout(60)
 

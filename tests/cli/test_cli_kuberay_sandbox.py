@@ -11,7 +11,7 @@ import importlib.util
 import shutil
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -77,7 +77,7 @@ def test_sweep_deletes_only_expired_clusters(kuberay_target):
     kuberay_target.ok("cluster", "create", "kr-old", "--workers", "0", "--ttl", "1s")
     old = next(r for r in kuberay_target.clusters() if r["name"] == "kr-old")
     expires = datetime.fromisoformat(old["expires_at"])
-    assert wait_until(lambda: datetime.now(timezone.utc) > expires, timeout_s=30, interval_s=0.1)
+    assert wait_until(lambda: datetime.now(UTC) > expires, timeout_s=30, interval_s=0.1)
 
     planned = kuberay_target.json("cluster", "sweep", "--dry-run")
     assert [(r["name"], r["action"]) for r in planned] == [("kr-old", "would delete")]

@@ -11,7 +11,15 @@ from discord_ml_platform.spec import DEFAULT_POLICY, RAY_VERSION, platform_confi
 from discord_ml_platform.spec.cluster_spec import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
 
 from .deploy_files import (
-    DOCKER, PLATFORM_CONFIG, ROOT, constraints, logical_lines, parse_dockerfile, pinned, pip_installs, pyproject,
+    DOCKER,
+    PLATFORM_CONFIG,
+    ROOT,
+    constraints,
+    logical_lines,
+    parse_dockerfile,
+    pinned,
+    pip_installs,
+    pyproject,
 )
 
 CODE = DOCKER / "code-location.Dockerfile"

@@ -51,7 +51,7 @@ def test_prod_storage_is_postgres_with_every_credential_from_the_environment(mon
     storage = prod()["storage"]
     assert list(storage) == ["postgres"]
     db = storage["postgres"]["postgres_db"]
-    assert {k: v for k, v in db.items()} == {k: {"env": f"DAGSTER_PG_{e}"} for k, e in
+    assert dict(db.items()) == {k: {"env": f"DAGSTER_PG_{e}"} for k, e in
                                              [("hostname", "HOST"), ("port", "PORT"), ("username", "USERNAME"),
                                               ("password", "PASSWORD"), ("db_name", "DB")]} | {
         "scheme": "postgresql+psycopg2"}

@@ -6,7 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,30 @@ from discord_ml_platform.spec.labels import MANAGED_BY, MANAGED_BY_VALUE
 from discord_ml_platform.spec.render_pod import HEAD_PORTS
 
 from .deploy_files import (
-    DEPLOY, DOCKER, DOCS, NAMESPACED_KINDS, PLATFORM_CONFIG, ROOT, env_of, find, helm_values,
-    k8s_run_launcher_values, kustomization, kustomize_objects, load_docs, of_kind, parse_dockerfile, pyproject,
+    DEPLOY,
+    DOCKER,
+    DOCS,
+    NAMESPACED_KINDS,
+    PLATFORM_CONFIG,
+    ROOT,
+    env_of,
+    find,
+    helm_values,
+    k8s_run_launcher_values,
+    kustomization,
+    kustomize_objects,
+    load_docs,
+    of_kind,
+    parse_dockerfile,
+    pyproject,
     user_deployment,
 )
 
 sys.path.insert(0, str(ROOT / "tests" / "spec"))
-from kuberay_crd_schema import manifest_problems  # noqa: E402
+from kuberay_crd_schema import manifest_problems
 
 pytestmark = pytest.mark.timeout(120)
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 RAY_CLIENT_LABEL = "mlplatform.discord.com/ray-client"
 
 

@@ -54,8 +54,6 @@ def dagster_dev(
         finally:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(30)
-            except subprocess.TimeoutExpired:
-                pass
             terminate_tree([process.pid], grace_s=5)

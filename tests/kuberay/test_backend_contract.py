@@ -17,7 +17,7 @@ from discord_ml_platform.spec import ClusterSpec
 from discord_ml_platform.spec.labels import MANAGED_BY, MANAGED_BY_VALUE, OWNER, RUN_ID
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spec"))
-from kuberay_crd_schema import schema_for, unknown_keys  # noqa: E402
+from kuberay_crd_schema import schema_for, unknown_keys
 
 pytestmark = [pytest.mark.ray]
 

@@ -1,6 +1,6 @@
 """``ClusterInfo.details['gpus_per_worker']`` comes from the rendered worker group's GPU limits."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -8,7 +8,7 @@ from discord_ml_platform.backends.kuberay import _gpus_per_worker
 from discord_ml_platform.spec import ClusterSpec
 from discord_ml_platform.spec.render import render_raycluster
 
-CREATED = datetime(2026, 11, 26, tzinfo=timezone.utc)
+CREATED = datetime(2026, 11, 26, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(("gpu_type", "workers", "gpus", "expected"),

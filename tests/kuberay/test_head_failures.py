@@ -44,7 +44,7 @@ def test_a_failing_head_fails_the_wait_at_once_with_its_reason_and_last_log_line
     assert err.reason == reason and expected in str(err), str(err)
     assert log_line in str(err) and log_line in err.log_tail  # fetched through pods/log
     assert err.previous is (failure == "crash-loop")  # the restarted container's output is the previous log
-    assert phases[-1].phase == "head-failed" and reason in phases[-1].message or expected in phases[-1].message
+    assert (phases[-1].phase == "head-failed" and reason in phases[-1].message) or expected in phases[-1].message
 
 
 def test_pods_log_serves_a_running_heads_output_like_an_api_server(kuberay: KubeRayBackend, sandbox) -> None:

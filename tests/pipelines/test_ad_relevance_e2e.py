@@ -96,7 +96,7 @@ def wait_for_running_job(backend: LocalBackend, run: subprocess.Popen, timeout_s
                 continue
             try:
                 jobs = job_client(info.endpoints.dashboard_url).list_jobs()
-            except Exception:
+            except (OSError, RuntimeError):  # the dashboard is still starting
                 continue
             running = [j for j in jobs if j.status.value == "RUNNING"]
             if running:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def test_daily_schedule_retrains_on_the_previous_days_partition():
-    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 26, 6, 0, tzinfo=dt.timezone.utc))
+    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 26, 6, 0, tzinfo=dt.UTC))
     schedule = defs.resolve_schedule_def("ad_relevance_daily_retrain")
     [request] = list(schedule.evaluate_tick(context).run_requests)
     assert request.partition_key == "2026-11-25"

@@ -67,8 +67,8 @@ def nothing_left(sandbox: KubeRaySandbox) -> Iterator[None]:
     if wait_until_clean(sandbox, 5):
         return
     leftovers = stored(sandbox, "rayjobs") + stored(sandbox, "rayclusters")
-    from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs
     from discord_ml_platform.backends.kuberay import KubeRayBackend
+    from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs
 
     with KubeRayJobs(str(sandbox.kubeconfig)) as jobs:
         for key in stored(sandbox, "rayjobs"):

@@ -7,7 +7,7 @@ RayCluster stay as created, and this is only about the sensor's decisions and de
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -24,7 +24,7 @@ from .helpers import stored
 
 def create_rayjob(jobs: KubeRayJobs, name: str, run_id: str | None, *, days_old: int = 0) -> None:
     """A RayJob of the platform for ``run_id``; ``days_old`` back-dates it, so its expiry label has passed."""
-    created = datetime.now(timezone.utc) - timedelta(days=days_old)
+    created = datetime.now(UTC) - timedelta(days=days_old)
     spec = ClusterSpec(name=name, head_memory="1Gi", owner="tests", run_id=run_id)
     jobs.create(jobs.render(spec, entrypoint="python -c 'print(1)'", submission_id=f"{name}-1", created_at=created))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -17,14 +19,14 @@ def rendered(options: RayJobOptions | None = None, **spec_fields: object) -> dic
     resource = RayClusterResource(backend="kuberay", mode="rayjob", owner="tests", rayjob=config)
     spec = resource.spec_for_run("0f1e2d3c-aaaa-bbbb-cccc-000000000000", head_memory="1Gi", **spec_fields)
     o = resource.rayjob
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     return render_rayjob(spec, entrypoint="python -m discord_ml_platform.jobs.smoke",
                          runtime_env={"env_vars": {"DAGSTER_PIPES_CONTEXT": "abc"}}, submission_id="job-1",
                          shutdown_after_job_finishes=o.shutdown_after_job_finishes,
                          ttl_seconds_after_finished=o.ttl_seconds_after_finished,
                          active_deadline_seconds=o.active_deadline_seconds, backoff_limit=o.backoff_limit,
-                         created_at=datetime(2026, 3, 1, tzinfo=timezone.utc))
+                         created_at=datetime(2026, 3, 1, tzinfo=UTC))
 
 
 def test_the_default_mode_is_raycluster_and_rayjob_defaults_are_safe(monkeypatch) -> None:

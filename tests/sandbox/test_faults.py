@@ -10,8 +10,12 @@ import pytest
 from kubernetes.client import ApiException
 from urllib3.exceptions import MaxRetryError, ProtocolError
 
-from discord_ml_platform.sandbox.faults import (FAULT_ANNOTATION_PREFIX, FaultInjector, OperatorFaults,
-                                                operator_faults_for)
+from discord_ml_platform.sandbox.faults import (
+    FAULT_ANNOTATION_PREFIX,
+    FaultInjector,
+    OperatorFaults,
+    operator_faults_for,
+)
 
 from .conftest import Kube
 from .helpers import configmap, raycluster

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client, watch
 from kubernetes.client import ApiException
+from urllib3.exceptions import ProtocolError
 
 from discord_ml_platform.sandbox.apiserver import ApiServer
 
@@ -150,9 +151,10 @@ def test_watch_ends_when_server_stops() -> None:
             for event in watch.Watch().stream(core.list_namespaced_config_map, "default", resource_version=rv,
                                               timeout_seconds=60):
                 seen.append(event["type"])
-        except Exception:  # the connection closing under it is fine too
+        except (ProtocolError, OSError):  # the connection closing under it is fine too
             pass
-        done.set()
+        finally:
+            done.set()
 
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()

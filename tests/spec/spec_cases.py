@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from discord_ml_platform.spec import ClusterSpec, render_raycluster, render_rayjob
 from discord_ml_platform.spec.policy import SecurityPolicy
 
-CREATED_AT = datetime(2026, 3, 14, 15, 9, 26, tzinfo=timezone.utc)
+CREATED_AT = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
 ODD_OWNER = "Ada Lovelace <ada@discord.com> / Growth-Team (Quests & Ads ranking) — on call: yes!!"
 
 

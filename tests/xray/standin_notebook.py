@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 TOKEN = os.environ.get("JUPYTER_TOKEN", "")
-STARTED = datetime.now(timezone.utc).isoformat()
+STARTED = datetime.now(UTC).isoformat()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -25,7 +25,7 @@ class Handler(BaseHTTPRequestHandler):
         header = self.headers.get("Authorization", "")
         return bool(TOKEN) and (query.get("token", [""])[0] == TOKEN or header == f"token {TOKEN}")
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:  # http.server's naming
         path = urlsplit(self.path).path
         if not self._authorized():
             self.send_response(403)

@@ -7,7 +7,7 @@ import importlib.util
 import json
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ PLATFORM_CPU_IMAGE = "registry.example.com/ml/ray:cpu-9"
 
 def local_info(name: str = "c1") -> ClusterInfo:
     return ClusterInfo(handle=ClusterHandle(name, "local", "local"), labels={}, status="ready",
-                       created_at=datetime.now(timezone.utc), desired_workers=0, ready_workers=0,
+                       created_at=datetime.now(UTC), desired_workers=0, ready_workers=0,
                        endpoints=ClusterEndpoints("http://127.0.0.1:1", "127.0.0.1:6390"))
 
 
@@ -230,4 +230,4 @@ def test_real_jupyterlab_starts_with_ray_address_and_token(tmp_path):
     finally:
         manager.stop("local/local/jl")
     assert manager.view(record, with_url=False).state == "stopped"
-    assert datetime.now(timezone.utc) - datetime.fromisoformat(record.started_at) < timedelta(minutes=2)
+    assert datetime.now(UTC) - datetime.fromisoformat(record.started_at) < timedelta(minutes=2)

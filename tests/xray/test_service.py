@@ -6,7 +6,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(30)
 def info(name: str = "c", *, status: str = "ready", ready: int = 2, desired: int = 2, age_h: float = 3.0,
          labels: dict[str, str] | None = None, details: dict | None = None, dashboard: str = "http://10.0.0.1:8265"):
     return ClusterInfo(handle=ClusterHandle(name, "ray", "kuberay"), labels=labels or {}, status=status,
-                       created_at=datetime.now(timezone.utc) - timedelta(hours=age_h), desired_workers=desired,
+                       created_at=datetime.now(UTC) - timedelta(hours=age_h), desired_workers=desired,
                        ready_workers=ready, endpoints=ClusterEndpoints(dashboard, "10.0.0.1:6379"),
                        details=details or {})
 

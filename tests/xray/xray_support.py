@@ -3,6 +3,7 @@ clusters (records whose "head" is a sleeping process we started), and a stand-in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def add_raycluster(backend: Any, name: str, *, namespace: str = "ray", owner: st
         "endpoints": {"dashboard": str(dashboard_port), "gcs-server": "6379", "client": "10001"},
         "conditions": [
             {"type": "HeadPodReady", "status": "True", "reason": "HeadPodRunningAndReady",
-             "lastTransitionTime": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
+             "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
             {"type": "RayClusterProvisioned", "status": "True", "reason": "AllPodRunningAndReadyFirstTime"},
         ],
     }
@@ -99,7 +100,7 @@ def add_event(api_server: Any, cluster: str, namespace: str, reason: str, messag
     """A Kubernetes event about the cluster."""
     from kubernetes import client
 
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     event = {"metadata": {"name": f"{cluster}.{reason.lower()}", "namespace": namespace},
              "involvedObject": {"kind": "RayCluster", "name": cluster, "namespace": namespace},
              "reason": reason, "message": message, "type": kind, "count": 1, "lastTimestamp": now,
@@ -122,7 +123,7 @@ class FakeLocalClusters:
             run_id: str | None = None, log_lines: tuple[str, ...] = ("head started", "GCS up"),
             raw_labels: dict[str, str] | None = None) -> Path:
         """Write a record (labels as given in ``raw_labels`` override the valid ones)."""
-        created = datetime.now(timezone.utc) - age
+        created = datetime.now(UTC) - age
         head = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         workers_procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
@@ -155,10 +156,8 @@ class FakeLocalClusters:
         """Stop every process we started (most are gone already, deleted through the backend)."""
         for proc in self.procs:
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
             proc.wait(timeout=5)
 
 
