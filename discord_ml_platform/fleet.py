@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -113,7 +114,7 @@ def cluster_row(info: ClusterInfo, catalog: GpuCatalog, now: datetime | None = N
     total = desired * per_worker
     price = None
     if gpu is not None:
-        price = round(gpu.hourly_price_usd * (total if gpu.has_gpus else desired + 1), 4)
+        price = round(gpu.cluster_price(desired, per_worker), 4)
     created = info.created_at if isinstance(info.created_at, datetime) else now
     if created is now:
         problems.append("creation time unknown")
@@ -157,22 +158,28 @@ def safe_cluster_row(info: ClusterInfo, catalog: GpuCatalog, now: datetime | Non
         return cluster_row(info, catalog, now)
     except Exception as err:
         handle = getattr(info, "handle", None)
-        where = f"{getattr(handle, 'namespace', '?')}/{getattr(handle, 'name', '?')}"
-        log.exception("could not read cluster %s", where)
-        return {
-            "name": str(getattr(handle, "name", "?")),
-            "namespace": str(getattr(handle, "namespace", "?")),
-            "backend": str(getattr(handle, "backend", "?")),
-            **dict.fromkeys(("owner", "team", "run_id", "deployment", "gpu_type", "expires_at", "dashboard_url")),
-            **dict.fromkeys(("gpus_per_worker", "total_gpus", "ready_workers", "desired_workers"), 0),
-            "status": str(getattr(info, "status", "unknown")),
-            "created_at": now.isoformat(),
-            "age_seconds": 0.0,
-            "expired": False,
-            "hourly_price_usd": None,
-            "labels": {},
-            "problems": [f"could not read this cluster: {type(err).__name__}: {err}"],
-        }
+        log.exception("could not read cluster %s/%s", getattr(handle, "namespace", "?"), getattr(handle, "name", "?"))
+        return fallback_row(info, f"could not read this cluster: {type(err).__name__}: {err}", now)
+
+
+def fallback_row(info: ClusterInfo, problem: str, now: datetime) -> dict[str, Any]:
+    """The row of a cluster that cannot be read: its name and status (read defensively), nothing
+    else known, and ``problem`` as its one problem. Building it never raises."""
+    handle = getattr(info, "handle", None)
+    return {
+        "name": str(getattr(handle, "name", "?")),
+        "namespace": str(getattr(handle, "namespace", "?")),
+        "backend": str(getattr(handle, "backend", "?")),
+        **dict.fromkeys(("owner", "team", "run_id", "deployment", "gpu_type", "expires_at", "dashboard_url")),
+        **dict.fromkeys(("gpus_per_worker", "total_gpus", "ready_workers", "desired_workers"), 0),
+        "status": str(getattr(info, "status", "unknown")),
+        "created_at": now.isoformat(),
+        "age_seconds": 0.0,
+        "expired": False,
+        "hourly_price_usd": None,
+        "labels": {},
+        "problems": [problem],
+    }
 
 
 def display_cells(row: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
@@ -211,13 +218,72 @@ def sweep_reason(row: Mapping[str, Any]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class SweepRight:
+    """What a deployment's sweeper may do with one cluster or RayJob, by its labels.
+
+    Attributes:
+        may_delete: Whether any rule may delete it at all.
+        expired_only: Only its expiry may delete it (its run id or status are another's to judge).
+        reason: Why it is kept, or kept until it expires (empty when it is fully the sweeper's).
+    """
+
+    may_delete: bool
+    expired_only: bool = False
+    reason: str = ""
+
+
+def sweep_right(labels: Mapping[str, str], deployment: str | None) -> SweepRight:
+    """May the sweeper of ``deployment`` delete this cluster or RayJob? The one ownership rule of
+    ``dmp cluster sweep`` and the cleanup sensor.
+
+    * A RayCluster that KubeRay made for a RayJob is never swept: its RayJob would fail and, with
+      ``backoffLimit``, start another; the RayJob is swept instead (and takes its cluster with it).
+    * Another deployment's is kept, even when expired: that deployment's sweeper decides (run ids
+      mean something only to the Dagster instance that made them).
+    * One without a deployment label (from before deployments were labelled) has no owner to ask:
+      only its expiry may delete it, by whichever sweeper sees it first.
+
+    Args:
+        labels: Its labels (anything else counts as none: labels are anyone's to edit).
+        deployment: The sweeping deployment (``DMP_DEPLOYMENT``); ``None``: every deployment's
+            (``dmp cluster sweep --all-deployments``), unlabelled ones included.
+    """
+    from discord_ml_platform.spec.labels import (
+        DEPLOYMENT,
+        ORIGIN_CRD_LABEL,
+        ORIGIN_NAME_LABEL,
+        ORIGIN_RAYJOB,
+        label_value,
+    )
+
+    labels = labels if isinstance(labels, Mapping) else {}
+    if labels.get(ORIGIN_CRD_LABEL) == ORIGIN_RAYJOB:
+        return SweepRight(False, reason=f"belongs to RayJob {labels.get(ORIGIN_NAME_LABEL)}")
+    if deployment is None:
+        return SweepRight(True)
+    owner = labels.get(DEPLOYMENT)
+    if owner is None:
+        return SweepRight(
+            True,
+            expired_only=True,
+            reason="no deployment label (created before deployments): deleted only when expired",
+        )
+    if owner != label_value(deployment):
+        return SweepRight(False, reason=f"belongs to deployment {owner}")
+    return SweepRight(True)
+
+
 __all__ = [
     "DEAD_STATUSES",
+    "SweepRight",
     "cluster_row",
     "cost_so_far",
     "display_cells",
+    "fallback_row",
     "human_duration",
     "human_until",
     "safe_cluster_row",
     "sweep_reason",
+    "sweep_right",
 ]

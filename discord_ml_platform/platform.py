@@ -7,7 +7,7 @@ images among them) and is the only place that
 * builds a :class:`~discord_ml_platform.spec.ClusterSpec` (catalog + images + policy, for every
   backend, local included): :meth:`Platform.cluster_spec`;
 * hands out backends, as context managers that close their clients: :meth:`Platform.backend`;
-* prices a cluster from the catalog in effect: :meth:`Platform.hourly_price`, :meth:`Platform.cost`;
+* prices a cluster from the catalog in effect: :meth:`Platform.hourly_price`;
 * builds job runners with the platform's auth mode: :meth:`Platform.runner`.
 
 The Dagster resources, the cleanup sensor, ``dmp`` and X-Ray all ask it, so a pool, price, image or
@@ -22,13 +22,12 @@ import getpass
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from discord_ml_platform.settings import PlatformSettings
+from discord_ml_platform.settings import PlatformSettings, settings_error
 from discord_ml_platform.spec import (
     DEFAULT_PLATFORM_CONFIG,
     PLATFORM_CONFIG_ENV,
@@ -38,11 +37,10 @@ from discord_ml_platform.spec import (
     PlatformConfig,
     PolicyViolation,
     SecurityPolicy,
-    UnknownGpuTypeError,
     check_policy,
     platform_config_from_yaml,
 )
-from discord_ml_platform.spec.errors import FieldProblem, SpecError, policy_problems, validation_problems
+from discord_ml_platform.spec.errors import SpecError, policy_problems, validation_problems
 from discord_ml_platform.spec.images import RayImages
 
 if TYPE_CHECKING:
@@ -90,7 +88,7 @@ class Platform:
         try:
             settings = PlatformSettings.model_validate(values)
         except ValidationError as err:
-            raise ConfigError("; ".join(p.named(p.field) for p in validation_problems(err))) from None
+            raise settings_error(err) from None
         images_changed = (settings.ray_image, settings.ray_gpu_image) != (
             self.settings.ray_image,
             self.settings.ray_gpu_image,
@@ -163,10 +161,6 @@ class Platform:
             "deployment": self.settings.deployment,
         }
         try:
-            self.catalog.get(str(values.get("gpu_type", "cpu")))
-        except UnknownGpuTypeError as err:
-            raise SpecError([FieldProblem("gpu_type", str(err))]) from None
-        try:
             spec = ClusterSpec.model_validate(values, context={"catalog": self.catalog, "images": self.images})
         except ValidationError as err:
             raise SpecError(validation_problems(err, ClusterSpec.model_fields)) from None
@@ -179,10 +173,6 @@ class Platform:
     def hourly_price(self, spec: ClusterSpec) -> float:
         """The cluster's price per hour, from the catalog in effect."""
         return spec.hourly_price(self.catalog)
-
-    def cost(self, spec: ClusterSpec, held: timedelta) -> float:
-        """What holding the cluster for ``held`` costs, from the catalog in effect."""
-        return self.hourly_price(spec) * held.total_seconds() / 3600
 
     # --- backends and runners ------------------------------------------------------------------
 
@@ -244,6 +234,28 @@ class Platform:
 
         return JobRunner(auth_mode=self.auth_mode, **options)
 
+    def backend_class(self, name: str | None = None) -> type[ClusterBackend]:
+        """The class of backend ``name`` (default :attr:`backend_name`), without opening one.
+
+        For questions about what a backend can do (``issubclass(cls, RayJobCapable)``) that need no
+        client: opening a kuberay backend builds a Kubernetes API client.
+
+        Raises:
+            ConfigError: an unknown backend name.
+        """
+        chosen = name or self.backend_name
+        if chosen == "local":
+            from discord_ml_platform.backends.local import LocalBackend
+
+            return LocalBackend
+        if chosen == "kuberay":
+            from discord_ml_platform.backends.kuberay import KubeRayBackend
+
+            return KubeRayBackend
+        from discord_ml_platform.backends import BACKEND_NAMES
+
+        raise ConfigError(f"unknown backend {chosen!r}; allowed: {', '.join(BACKEND_NAMES)}")
+
 
 def load_platform_config(settings: PlatformSettings) -> PlatformConfig:
     """The built-in config, extended by the ``DMP_PLATFORM_CONFIG`` file and the image variables.
@@ -273,11 +285,8 @@ def _with_image_overrides(config: PlatformConfig, settings: PlatformSettings) ->
     changes = {key: value for key, value in overrides.items() if value}
     if not changes:
         return config
-    try:
-        images = RayImages.model_validate({**config.images.model_dump(), **changes})
-    except ValidationError as err:
-        names = {"cpu": "DMP_RAY_IMAGE", "gpu": "DMP_RAY_GPU_IMAGE"}
-        raise ConfigError("; ".join(p.named(names.get(p.field, p.field)) for p in validation_problems(err))) from None
+    # PlatformSettings checked both images with RayImages' grammar, naming the variable: valid here.
+    images = RayImages.model_validate({**config.images.model_dump(), **changes})
     return config.model_copy(update={"images": images})
 
 

@@ -35,9 +35,10 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from discord_ml_platform.spec.errors import ConfigError
+from discord_ml_platform.spec.errors import ConfigError, validation_problems
+from discord_ml_platform.spec.images import check_image_reference
 from discord_ml_platform.spec.labels import DEFAULT_DEPLOYMENT
 
 ENV_PREFIX = "DMP_"
@@ -93,6 +94,13 @@ class PlatformSettings(BaseModel):
     local_state_dir: str = Field(default="~/.dmp/local-clusters", description="Local backend: records and logs.")
     ray_temp_root: str | None = Field(default=None, description="Local backend: parent of Ray temp dirs.")
 
+    @field_validator("ray_image", "ray_gpu_image")
+    @classmethod
+    def _image_reference(cls, image: str | None) -> str | None:
+        # Checked when the settings load, so a bad image names its variable at once instead of
+        # failing every cluster later (the same grammar as the policy's check of a spec's image).
+        return None if image is None else check_image_reference(image)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PlatformSettings:
         """Settings from ``environ`` (default: this process's environment).
@@ -106,7 +114,7 @@ class PlatformSettings(BaseModel):
         try:
             return cls.model_validate(known)
         except ValidationError as err:
-            raise ConfigError("; ".join(_problem(item) for item in err.errors())) from None
+            raise settings_error(err) from None
 
     @property
     def local_state_path(self) -> Path:
@@ -121,15 +129,16 @@ class PlatformSettings(BaseModel):
         return Path("/tmp") if os.path.isdir("/tmp") else Path(tempfile.gettempdir())
 
 
-def _problem(item: object) -> str:
-    from discord_ml_platform.spec.errors import short_message
-
-    details = item if isinstance(item, dict) else {}
-    loc = [str(part) for part in details.get("loc", ()) if part != ""]
-    variable = ENV_PREFIX + loc[0].upper() if loc else "DMP_*"
-    return f"{variable}={details.get('input')!r}: {short_message(str(details.get('msg', '')))}"
-
-
 def env_variable(field: str) -> str:
     """The environment variable of a settings field (``cluster_mode`` -> ``DMP_CLUSTER_MODE``)."""
     return ENV_PREFIX + field.upper()
+
+
+def settings_error(err: ValidationError) -> ConfigError:
+    """Invalid settings as one ``ConfigError`` naming each variable at fault and what it may be.
+
+    ``DMP_CLUSTER_MODE: Input should be 'raycluster' or 'rayjob' (got 'kubejob')``: the wording is
+    :func:`~discord_ml_platform.spec.errors.validation_problems`', the name the variable's.
+    """
+    problems = validation_problems(err)
+    return ConfigError("; ".join(p.named(env_variable(p.field) if p.field else "") for p in problems))

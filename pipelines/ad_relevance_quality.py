@@ -18,12 +18,12 @@ No ``from __future__ import annotations``: Dagster inspects the annotations for 
 import json
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import dagster as dg
 from pydantic import Field
 
-from discord_ml_platform.ads.params import BaselineParams
+from discord_ml_platform.ads.params import BaselineParams, MetadataKey
 from pipelines.assets import (
     GROUP,
     PARTITIONS,
@@ -35,6 +35,9 @@ from pipelines.assets import (
 )
 from pipelines.config import BaselineConfig
 from resources import DataRootResource, PipesRayJobClient, RayClusterResource
+
+if TYPE_CHECKING:
+    from discord_ml_platform.ads.registry import PromotionDecision
 
 
 def partitioned_check(**kwargs: Any) -> Callable[[Callable[..., Any]], dg.AssetChecksDefinition]:
@@ -75,11 +78,21 @@ def read_gate_inputs(
     return evaluation, baseline, evaluation.get("champion_metrics")
 
 
-def _decision(model: TrainedModel, gate: PromotionGate):
+class GateEvaluation(NamedTuple):
+    """The gate's decision on a trained model, and the metrics it decided on (all on the same holdout)."""
+
+    candidate: dict[str, Any]
+    baseline: dict[str, Any] | None
+    champion: dict[str, Any] | None
+    decision: "PromotionDecision"
+
+
+def _decision(model: TrainedModel, gate: PromotionGate) -> GateEvaluation:
+    """The one decision the checks and the promotion share: each reads the same files with the same thresholds."""
     from discord_ml_platform.ads.registry import promotion_decision
 
     candidate, baseline, champion = read_gate_inputs(model)
-    return (
+    return GateEvaluation(
         candidate,
         baseline,
         champion,
@@ -135,9 +148,9 @@ def candidate_beats_baseline(
     return dg.AssetCheckResult(
         passed=decision.checks["beats_baseline"],
         metadata={
-            "candidate_auc": float(candidate["auc"]),
-            "baseline_auc": float(baseline["auc"]) if baseline else None,
-            "ceiling_auc": float(candidate.get("ceiling_auc", float("nan"))),
+            "candidate_auc": float(candidate[MetadataKey.AUC]),
+            "baseline_auc": float(baseline[MetadataKey.AUC]) if baseline else None,
+            MetadataKey.CEILING_AUC: float(candidate.get(MetadataKey.CEILING_AUC, float("nan"))),
             "reason": decision.reasons[0],
         },
     )
@@ -157,9 +170,9 @@ def candidate_not_worse_than_champion(
     return dg.AssetCheckResult(
         passed=decision.checks["not_worse_than_champion"],
         metadata={
-            "candidate_auc": float(candidate["auc"]),
-            "champion_auc": float(champion["auc"]) if champion else None,
-            "champion_version": str(candidate.get("champion_version", "")),
+            "candidate_auc": float(candidate[MetadataKey.AUC]),
+            MetadataKey.CHAMPION_AUC: float(champion[MetadataKey.AUC]) if champion else None,
+            MetadataKey.CHAMPION_VERSION: str(candidate.get(MetadataKey.CHAMPION_VERSION, "")),
             "reason": decision.reasons[1],
         },
     )
@@ -191,9 +204,9 @@ def ad_relevance_promotion(
     split = json.loads(split_file.read_text()) if split_file.is_file() else {}
     registry = ModelRegistry(data_root.root)
     previous = registry.get_champion(model.model_name)
-    metrics = {k: v for k, v in candidate.items() if isinstance(v, (int, float))}
+    metrics: dict[str, Any] = {k: v for k, v in candidate.items() if isinstance(v, (int, float))}
     if baseline:
-        metrics["baseline_auc"] = baseline.get("auc")
+        metrics["baseline_auc"] = baseline.get(MetadataKey.AUC)
     version = registry.register(
         model.model_name,
         version_id(partition, context.run_id),
@@ -222,9 +235,9 @@ def ad_relevance_promotion(
             "promoted": decision.promote,
             "champion_version": champion_now.version if champion_now else "",
             "previous_champion": previous.version if previous else "",
-            "candidate_auc": float(candidate["auc"]),
-            "baseline_auc": float(baseline["auc"]) if baseline else None,
-            "champion_auc_same_holdout": float(champion["auc"]) if champion else None,
+            "candidate_auc": float(candidate[MetadataKey.AUC]),
+            "baseline_auc": float(baseline[MetadataKey.AUC]) if baseline else None,
+            "champion_auc_same_holdout": float(champion[MetadataKey.AUC]) if champion else None,
             "reasons": dg.MetadataValue.json(decision.reasons),
             "registry_path": dg.MetadataValue.path(str(version.path)),
         }

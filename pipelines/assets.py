@@ -9,7 +9,7 @@ materialization) instead of repeating them.
 No ``from __future__ import annotations``: Dagster inspects the annotations for config and resources.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from discord_ml_platform.ads.params import EvaluateParams, MetadataKey, ScoreParams, TrainParams
-from pipelines.config import QuestsWindowConfig, ScoringConfig, SmokeConfig, TrainingConfig
+from pipelines.config import DEFAULT_MODEL_NAME, QuestsWindowConfig, ScoringConfig, SmokeConfig, TrainingConfig
 from resources import DataRootResource, PipesRayJobClient, RayClusterResource
 
 PARTITIONS = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC")
@@ -50,13 +50,9 @@ def trained_model(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCont
     Raises:
         dagster.Failure: the partition has no trained model yet.
     """
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=MODEL_ASSET, asset_partitions=[partition]), limit=1
-    ).records
-    if not records:
+    metadata = _model_metadata(context, partition)
+    if metadata is None:
         raise dg.Failure(f"no trained model for {partition}: materialize ad_relevance_model for that partition first")
-    materialization = records[0].asset_materialization
-    metadata = materialization.metadata if materialization else {}
     name = metadata.get(MetadataKey.MODEL_NAME)
     model_dir = metadata.get(MetadataKey.MODEL_DIR)
     if name is None or model_dir is None:
@@ -65,6 +61,32 @@ def trained_model(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCont
             f"and {MetadataKey.MODEL_DIR}: materialize it again"
         )
     return TrainedModel(str(name.value), Path(str(model_dir.value)))
+
+
+def champion_model_name(context: dg.AssetExecutionContext, config: ScoringConfig, partition: str) -> str:
+    """The model whose champion scores ``partition`` in champion mode, without needing a model of the partition.
+
+    The config's ``model_name``; else the name of the partition's trained model, if it has one (the
+    gated release job trains it in the same run); else :data:`~pipelines.config.DEFAULT_MODEL_NAME`
+    (a newly landed window scored with the champion has no model of its own).
+    """
+    if config.model_name:
+        return config.model_name
+    name = (_model_metadata(context, partition) or {}).get(MetadataKey.MODEL_NAME)
+    return str(name.value) if name is not None else DEFAULT_MODEL_NAME
+
+
+def _model_metadata(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, partition: str
+) -> Mapping[str, dg.MetadataValue] | None:
+    """Metadata of ``ad_relevance_model``'s last materialization for ``partition``; ``None``: it has none."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=MODEL_ASSET, asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return None
+    materialization = records[0].asset_materialization
+    return materialization.metadata if materialization else {}
 
 
 def champion_of(data_root: DataRootResource, model_name: str) -> tuple[str, str] | None:
@@ -186,26 +208,31 @@ def ad_relevance_scores(
     pipes_ray: PipesRayJobClient,
     data_root: DataRootResource,
 ) -> Iterator[dg.AssetObservation | dg.MaterializeResult]:
-    """Score the partition's window with its model, or the registry's champion, on a Ray Data actor pool."""
+    """Score the partition's window with its model, or the registry's champion, on a Ray Data actor pool.
+
+    The champion needs no model of the partition: a window that just landed can be scored with it.
+    """
     from discord_ml_platform.ads.data import window_dir
 
     partition = context.partition_key
-    model = trained_model(context, partition)
-    model_path, version = str(model.model_path), "partition"
     if config.model_source == "champion":
-        champion = champion_of(data_root, model.model_name)
+        model_name = champion_model_name(context, config, partition)
+        champion = champion_of(data_root, model_name)
         if champion is None:
             raise dg.Failure(
-                f"no champion of {model.model_name!r} in the registry yet: materialize ad_relevance_promotion "
+                f"no champion of {model_name!r} in the registry yet: materialize ad_relevance_promotion "
                 "(its gates must pass) or score with model_source='partition'"
             )
         model_path, version = champion
+    else:
+        model = trained_model(context, partition)
+        model_name, model_path, version = model.model_name, str(model.model_path), "partition"
     params = ScoreParams(
         **config.model_dump(include=set(ScoreParams.model_fields)),
         model_path=model_path,
         model_version=version,
         input_path=str(window_dir(data_root.root, date.fromisoformat(partition))),
-        output_path=str(data_root.scores_dir(model.model_name, partition)),
+        output_path=str(data_root.scores_dir(model_name, partition)),
         num_gpus_per_actor=1 if ray_cluster.uses_gpus else 0,
     )
     invocation = yield from pipes_ray.run_workload(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from discord_ml_platform.ads.params import (
     MODEL_NAME_PATTERN,
@@ -53,6 +53,24 @@ class ScoringConfig(dg.Config, ScoringSettings):
         description="Score with the partition's own model (default) or the registry's champion "
         "(the gated release job sets this).",
     )
+    # Champion scoring needs no model of the partition (a newly landed window has none): only the
+    # name of the model whose champion scores.
+    model_name: str | None = Field(
+        default=None,
+        pattern=MODEL_NAME_PATTERN,
+        description="model_source 'champion' only: the model whose champion scores; default: the partition's "
+        f"trained model's name, else {DEFAULT_MODEL_NAME!r}.",
+    )
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name_only_for_the_champion(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # The partition's own model has its own name: one set here would be silently ignored.
+        if value is not None and info.data.get("model_source") == "partition":
+            raise ValueError(
+                "applies to model_source 'champion' only (model_source 'partition' scores the partition's own model)"
+            )
+        return value
 
 
 class BaselineConfig(dg.Config, BaselineSettings):

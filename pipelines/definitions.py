@@ -12,6 +12,7 @@ from __future__ import annotations
 import dagster as dg
 
 from discord_ml_platform.platform import Platform, current_platform
+from discord_ml_platform.spec.labels import CLUSTER_RESOURCE_KEY
 from pipelines.ad_relevance_quality import AD_RELEVANCE_QUALITY_ASSETS, AD_RELEVANCE_QUALITY_CHECKS, PromotionGate
 from pipelines.assets import AD_RELEVANCE_ASSETS, platform_smoke
 from pipelines.jobs import JOBS
@@ -50,7 +51,7 @@ def build_definitions(platform: Platform | None = None) -> dg.Definitions:
         schedules=[ad_relevance_daily_retrain],
         # The cleanup sensor deletes clusters whose run is gone or finished, or whose expiry passed.
         sensors=[new_quests_window_sensor, build_cluster_cleanup_sensor()],
-        resources={"ray_cluster": cluster_resource(), **others},
+        resources={CLUSTER_RESOURCE_KEY: cluster_resource(), **others},
     )
 
 

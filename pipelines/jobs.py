@@ -11,9 +11,10 @@ from typing import Any
 
 import dagster as dg
 
+from discord_ml_platform.spec.labels import CLUSTER_RESOURCE_KEY
 from pipelines.ad_relevance_quality import AD_RELEVANCE_QUALITY_ASSETS
 from pipelines.assets import AD_RELEVANCE_ASSETS, ad_relevance_scores, platform_smoke
-from resources.run_tags import CLUSTER_RESOURCE_KEY, gpu_pool_tags
+from resources.run_tags import DEFAULT_GPU_POOL, gpu_pool_tags
 
 
 def cluster_config(**shape: Any) -> dict[str, Any]:
@@ -21,9 +22,9 @@ def cluster_config(**shape: Any) -> dict[str, Any]:
     return {"resources": {CLUSTER_RESOURCE_KEY: {"config": shape}}}
 
 
-TRAINING_CLUSTER = cluster_config(gpu_pool="cpu", workers=2)
-SCORING_CLUSTER = cluster_config(gpu_pool="cpu", workers=1)
-SMOKE_CLUSTER = cluster_config(gpu_pool="cpu", workers=0, head_memory="1Gi")
+TRAINING_CLUSTER = cluster_config(gpu_pool=DEFAULT_GPU_POOL, workers=2)
+SCORING_CLUSTER = cluster_config(gpu_pool=DEFAULT_GPU_POOL, workers=1)
+SMOKE_CLUSTER = cluster_config(gpu_pool=DEFAULT_GPU_POOL, workers=0, head_memory="1Gi")
 
 # In-process execution: the run's steps share one Ray cluster (one per run), created on first use
 # and deleted when the run's resources are torn down.
@@ -57,7 +58,8 @@ ad_relevance_batch_scoring = dg.define_asset_job(
     executor_def=dg.in_process_executor,
     config=SCORING_CLUSTER,
     tags=gpu_pool_tags(SCORING_CLUSTER),
-    description="Re-score a window with its trained model.",
+    description="Re-score a window with its trained model (model_source 'partition'), or with the registry's "
+    "champion (model_source 'champion': no trained model of the window needed).",
 )
 
 platform_smoke_test = dg.define_asset_job(

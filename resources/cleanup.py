@@ -18,7 +18,8 @@ from ``DMP_DEPLOYMENT``). Run ids are only meaningful to the Dagster instance th
 sensor touches only clusters of its own deployment: another deployment's cluster is kept ("belongs
 to deployment X"), even when expired, since that deployment's sensor sweeps it. A cluster without
 the label (created before deployments were labelled) has no owner to ask: only its expiry may delete
-it, by whichever sensor sees it first, never its run id.
+it, by whichever sensor sees it first, never its run id. ``dmp cluster sweep`` follows the same rule
+(:func:`~discord_ml_platform.fleet.sweep_right`).
 
 One cluster never stops the sweep: a failure to decide on or delete one is logged and counted as
 failed, and the others are still swept (the next evaluation tries it again).
@@ -34,18 +35,18 @@ after it; RayJobs are swept on any backend that has the RayJob capability.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import dagster as dg
 
 from discord_ml_platform.backends import ClusterBackend
 from discord_ml_platform.backends.rayjobs import RayJobCapable, RayJobs
+from discord_ml_platform.fleet import sweep_right
 from discord_ml_platform.platform import current_platform
 from discord_ml_platform.spec.labels import (
-    DEPLOYMENT,
     EXPIRES_AT,
     MANAGED_BY,
     MANAGED_BY_VALUE,
@@ -53,9 +54,6 @@ from discord_ml_platform.spec.labels import (
     label_value,
     parse_expiry,
 )
-
-# KubeRay's label on the RayCluster of a RayJob (value "RayJob"), and the RayJob's name.
-ORIGIN_CRD_LABEL, ORIGIN_NAME_LABEL = "ray.io/originated-from-crd", "ray.io/originated-from-cr-name"
 
 TERMINAL_STATUSES = frozenset({dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED})
 ACTIVE_STATUSES = [s for s in dg.DagsterRunStatus if s not in TERMINAL_STATUSES]
@@ -92,7 +90,7 @@ def decide(
     grace_period: timedelta = timedelta(0),
     active_labels: set[str] | None = None,
     *,
-    deployment: str | None = None,
+    deployment: str,
 ) -> CleanupDecision:
     """Decide the fate of one platform-managed cluster or RayJob.
 
@@ -103,18 +101,18 @@ def decide(
         grace_period: Clusters younger than this are only deleted when expired.
         active_labels: ``label_value(run_id)`` of every unfinished run (see :func:`active_run_labels`);
             looked up when ``None``.
-        deployment: The sweeping deployment (default: the platform's ``DMP_DEPLOYMENT``). Clusters
-            of another deployment are kept; clusters without the label only go when expired.
+        deployment: The sweeping deployment (``DMP_DEPLOYMENT``, worked out once by the sensor). What it
+            may sweep is :func:`~discord_ml_platform.fleet.sweep_right`'s to say: never another
+            deployment's or a RayJob's cluster; one without the deployment label only when expired.
     """
-    own = label_value(deployment or current_platform().settings.deployment)
-    owner = info.labels.get(DEPLOYMENT)
-    if owner is not None and owner != own:
-        return CleanupDecision(False, f"belongs to deployment {owner}")
+    right = sweep_right(info.labels, deployment)
+    if not right.may_delete:
+        return CleanupDecision(False, right.reason)
     expires = parse_expiry(info.labels.get(EXPIRES_AT))
     if expires is not None and expires <= now:
         return CleanupDecision(True, f"expired at {expires.isoformat()}")
-    if owner is None:  # from before deployments were labelled: its run id may be another instance's
-        return CleanupDecision(False, "no deployment label (created before deployments): deleted only when expired")
+    if right.expired_only:  # e.g. from before deployments were labelled: its run id may be another instance's
+        return CleanupDecision(False, right.reason)
     run_label = info.labels.get(RUN_ID)
     if not run_label:
         return CleanupDecision(False, "no run id label and not expired")
@@ -152,47 +150,81 @@ class Sweep:
         )
 
 
+_Item = TypeVar("_Item", bound=Labelled)
+
+
+def _sweep(
+    items: Sequence[_Item],
+    context: dg.SensorEvaluationContext,
+    now: datetime,
+    grace_period: timedelta,
+    deployment: str,
+    *,
+    noun: str,
+    what: str,
+    where: Callable[[_Item], str],
+    delete: Callable[[_Item], object],
+    deleted_note: Callable[[_Item], str],
+) -> Sweep:
+    """Decide on each of ``items`` (:func:`decide`), delete the condemned, log and count both.
+
+    Args:
+        items: The listed clusters or RayJobs.
+        noun: What the summary counts, e.g. ``kuberay cluster(s)``.
+        what: What the log calls one item, e.g. ``Ray cluster``.
+        where: ``namespace/name`` of an item.
+        delete: Deletes an item.
+        deleted_note: Text after the name in the log line of a deletion (``" on kuberay"``).
+    """
+    done = Sweep(noun, len(items))
+    active = active_run_labels(context.instance) if items else set()
+    for item in items:
+        label = where(item)
+        try:
+            decision = decide(item, context.instance, now, grace_period, active, deployment=deployment)
+        except Exception as err:  # one odd object must not stop the sweep of the others
+            done.failed.append(label)
+            context.log.error(f"could not decide on {what} {label}: {type(err).__name__}: {err}")
+            continue
+        if not decision.delete:
+            done.kept.append(label)
+            context.log.debug(f"keeping {what} {label}: {decision.reason}")
+            continue
+        try:
+            delete(item)
+        except Exception as err:  # try the others; the next evaluation retries this one
+            done.failed.append(label)
+            context.log.error(f"could not delete {what} {label} ({decision.reason}): {err}")
+            continue
+        done.deleted.append(f"{label} ({decision.reason})")
+        context.log.info(f"deleted {what} {label}{deleted_note(item)}: {decision.reason}")
+    return done
+
+
 def sweep_clusters(
     backend: ClusterBackend,
     context: dg.SensorEvaluationContext,
     now: datetime,
     grace_period: timedelta,
     delete_timeout_s: float,
-    *,
-    deployment: str | None = None,
+    deployment: str,
 ) -> Sweep:
-    """Delete the platform's clusters that :func:`decide` condemns; a RayJob's cluster is left to its RayJob."""
-    clusters = backend.list({MANAGED_BY: MANAGED_BY_VALUE})
-    done = Sweep(f"{backend.name} cluster(s)", len(clusters))
-    active = active_run_labels(context.instance) if clusters else set()
-    own = deployment or current_platform().settings.deployment
-    for info in clusters:
-        label = f"{info.handle.namespace}/{info.handle.name}"
-        try:
-            if info.labels.get(ORIGIN_CRD_LABEL) == "RayJob":
-                done.kept.append(label)
-                context.log.debug(
-                    f"keeping Ray cluster {label}: it belongs to RayJob {info.labels.get(ORIGIN_NAME_LABEL)}"
-                )
-                continue
-            decision = decide(info, context.instance, now, grace_period, active, deployment=own)
-        except Exception as err:  # one odd cluster must not stop the sweep of the others
-            done.failed.append(label)
-            context.log.error(f"could not decide on Ray cluster {label}: {type(err).__name__}: {err}")
-            continue
-        if not decision.delete:
-            done.kept.append(label)
-            context.log.debug(f"keeping Ray cluster {label}: {decision.reason}")
-            continue
-        try:
-            backend.delete(info.handle, timeout_s=delete_timeout_s)
-        except Exception as err:  # try the others; the next evaluation retries this one
-            done.failed.append(label)
-            context.log.error(f"could not delete Ray cluster {label} ({decision.reason}): {err}")
-            continue
-        done.deleted.append(f"{label} ({decision.reason})")
-        context.log.info(f"deleted Ray cluster {label} on {backend.name}: {decision.reason}")
-    return done
+    """Delete the platform's clusters that :func:`decide` condemns; a RayJob's cluster is left to its RayJob.
+
+    ``deployment``: the sweeping deployment; see :func:`decide`.
+    """
+    return _sweep(
+        backend.list({MANAGED_BY: MANAGED_BY_VALUE}),
+        context,
+        now,
+        grace_period,
+        deployment,
+        noun=f"{backend.name} cluster(s)",
+        what="Ray cluster",
+        where=lambda info: f"{info.handle.namespace}/{info.handle.name}",
+        delete=lambda info: backend.delete(info.handle, timeout_s=delete_timeout_s),
+        deleted_note=lambda _: f" on {backend.name}",
+    )
 
 
 def sweep_rayjobs(
@@ -200,41 +232,27 @@ def sweep_rayjobs(
     context: dg.SensorEvaluationContext,
     now: datetime,
     grace_period: timedelta,
+    deployment: str,
     *,
     all_namespaces: bool | None = None,
-    deployment: str | None = None,
 ) -> Sweep:
     """Delete the platform's RayJobs that :func:`decide` condemns (KubeRay deletes their clusters).
 
     ``all_namespaces``: ``None`` sweeps the scope ``jobs`` was made with (its backend's).
-    ``deployment``: the sweeping deployment (default ``DMP_DEPLOYMENT``); see :func:`decide`.
+    ``deployment``: the sweeping deployment; see :func:`decide`.
     """
-    rayjobs = jobs.list({MANAGED_BY: MANAGED_BY_VALUE}, all_namespaces=all_namespaces)
-    done = Sweep("RayJob(s)", len(rayjobs))
-    active = active_run_labels(context.instance) if rayjobs else set()
-    own = deployment or current_platform().settings.deployment
-    for info in rayjobs:
-        label = f"{info.namespace}/{info.name}"
-        try:
-            decision = decide(info, context.instance, now, grace_period, active, deployment=own)
-        except Exception as err:  # one odd RayJob must not stop the sweep of the others
-            done.failed.append(label)
-            context.log.error(f"could not decide on RayJob {label}: {type(err).__name__}: {err}")
-            continue
-        if not decision.delete:
-            done.kept.append(label)
-            context.log.debug(f"keeping RayJob {label}: {decision.reason}")
-            continue
-        try:
-            jobs.delete(info.name, namespace=info.namespace)
-        except Exception as err:  # try the others; the next evaluation retries this one
-            done.failed.append(label)
-            context.log.error(f"could not delete RayJob {label} ({decision.reason}): {err}")
-            continue
-        state = info.state.deployment_status or "New"
-        done.deleted.append(f"{label} ({decision.reason})")
-        context.log.info(f"deleted RayJob {label} ({state}) and with it its cluster: {decision.reason}")
-    return done
+    return _sweep(
+        jobs.list({MANAGED_BY: MANAGED_BY_VALUE}, all_namespaces=all_namespaces),
+        context,
+        now,
+        grace_period,
+        deployment,
+        noun="RayJob(s)",
+        what="RayJob",
+        where=lambda info: f"{info.namespace}/{info.name}",
+        delete=lambda info: jobs.delete(info.name, namespace=info.namespace),
+        deleted_note=lambda info: f" ({info.state.deployment_status or 'New'}) and with it its cluster",
+    )
 
 
 def build_cluster_cleanup_sensor(
@@ -284,11 +302,11 @@ def build_cluster_cleanup_sensor(
             now = datetime.now(UTC)
             own = deployment or current_platform().settings.deployment
             sweeps: list[Callable[[], Sweep]] = [
-                lambda: sweep_clusters(backend, context, now, grace_period, delete_timeout_s, deployment=own)
+                lambda: sweep_clusters(backend, context, now, grace_period, delete_timeout_s, own)
             ]
             if sweep_rayjobs_too and isinstance(backend, RayJobCapable):
                 rayjobs = backend.rayjobs()
-                sweeps.append(lambda: sweep_rayjobs(rayjobs, context, now, grace_period, deployment=own))
+                sweeps.append(lambda: sweep_rayjobs(rayjobs, context, now, grace_period, own))
             summaries, errors = [], []
             for run_sweep in sweeps:  # a listing that fails must not keep the other kind from its sweep
                 try:

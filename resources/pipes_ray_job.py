@@ -39,14 +39,12 @@ from discord_ml_platform.jobs.events import (
     Workload,
 )
 from discord_ml_platform.jobs.runner import ClusterTarget, JobRunner, JobTarget, RayJobTarget
-from discord_ml_platform.platform import current_platform
+from discord_ml_platform.platform import Platform, current_platform
 from discord_ml_platform.spec import ClusterSpec
-from resources.ray_cluster import RayClusterResource, RunningCluster
+from resources.ray_cluster import RayClusterResource, RunningCluster, StepContext, cluster_metadata, op_context
 
 # `expected_writer_count` is a preview API that Dagster itself calls on every reader.
 warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*expected_writer_count.*")
-
-StepContext = dg.AssetExecutionContext | dg.OpExecutionContext
 
 
 class RayJobLogMessageReader(PipesMessageReader):
@@ -184,12 +182,7 @@ class PipesRayJobClient(dg.PipesClient, dg.ConfigurableResource):
             dagster.Failure: the job failed or was stopped; the message names why and quotes its last lines.
         """
         target, cluster = ray_cluster.job_target(context, spec)
-        runner = ray_cluster.platform.runner(
-            poll_interval_s=self.poll_interval_s,
-            usage_interval_s=self.usage_interval_s if cluster is not None else None,
-            job_timeout_s=self.job_timeout_s,
-            log_tail=self.log_tail_on_failure,
-        )
+        runner = self._runner(target, ray_cluster.platform)
         return (
             yield from self.run_on(
                 context=context,
@@ -232,12 +225,7 @@ class PipesRayJobClient(dg.PipesClient, dg.ConfigurableResource):
         """
         if asset_key is None and isinstance(context, dg.AssetExecutionContext):
             asset_key = context.asset_key
-        runner = runner or current_platform().runner(
-            poll_interval_s=self.poll_interval_s,
-            usage_interval_s=self.usage_interval_s if isinstance(target, ClusterTarget) else None,
-            job_timeout_s=self.job_timeout_s,
-            log_tail=self.log_tail_on_failure,
-        )
+        runner = runner or self._runner(target, current_platform())
         reader = RayJobLogMessageReader()
         params = extras.model_dump(mode="json") if isinstance(extras, BaseModel) else dict(extras or {})
         result: JobResult | None = None
@@ -249,7 +237,7 @@ class PipesRayJobClient(dg.PipesClient, dg.ConfigurableResource):
             workload = Workload(
                 entrypoint=entrypoint,
                 runtime_env=pipes_runtime_env(session, runtime_env),
-                metadata={"dagster_run_id": context.run_id, "dagster_step": _step_name(context)},
+                metadata={"dagster_run_id": context.run_id, "dagster_step": op_context(context).op.name},
             )
             events = runner.run(target, workload)
             submitted = ""
@@ -283,6 +271,16 @@ class PipesRayJobClient(dg.PipesClient, dg.ConfigurableResource):
         metadata = dict(describe(result)) if describe else _job_metadata(result)
         return dg.PipesClientCompletedInvocation(session, metadata=metadata)
 
+    def _runner(self, target: JobTarget, platform: Platform) -> JobRunner:
+        """The job runner with this client's settings; cluster use is sampled only on a cluster we hold
+        (a RayJob's cluster is KubeRay's, gone when the job ends)."""
+        return platform.runner(
+            poll_interval_s=self.poll_interval_s,
+            usage_interval_s=self.usage_interval_s if isinstance(target, ClusterTarget) else None,
+            job_timeout_s=self.job_timeout_s,
+            log_tail=self.log_tail_on_failure,
+        )
+
     @staticmethod
     def _metadata(
         result: JobResult, ray_cluster: RayClusterResource, cluster: RunningCluster | None, target: JobTarget
@@ -293,27 +291,26 @@ class PipesRayJobClient(dg.PipesClient, dg.ConfigurableResource):
                 metadata.update(cluster.metadata())
             return metadata
         spec = target.spec
-        hourly = ray_cluster.platform.hourly_price(spec)
+        metadata["rayjob"] = result.rayjob or ""
+        metadata.update(
+            cluster_metadata(
+                spec,
+                name=result.cluster_name,
+                backend="kuberay",  # only KubeRay runs RayJobs
+                mode="rayjob",
+                namespace=spec.namespace,
+                hourly_price_usd=ray_cluster.platform.hourly_price(spec),
+                held_seconds=result.duration_s,  # KubeRay holds the cluster for the job's life
+                dashboard_url=result.dashboard_url or None,
+            )
+        )
         metadata.update(
             {
-                "rayjob": result.rayjob or "",
-                "cluster_name": result.cluster_name,
-                "cluster_backend": "kuberay",
-                "cluster_mode": "rayjob",
-                "cluster_namespace": spec.namespace,
-                "gpu_type": spec.gpu_type,
-                "gpu_count": spec.total_gpus,
-                "cluster_workers": spec.workers,
-                "image": spec.image,
-                "hourly_price_usd": round(hourly, 4),
                 "rayjob_wall_seconds": round(result.duration_s, 2),
                 "rayjob_attempts": result.attempts,
-                "estimated_cost_usd": round(hourly * result.duration_s / 3600, 6),
                 "ttl_seconds_after_finished": ray_cluster.rayjob.ttl_seconds_after_finished,
             }
         )
-        if result.dashboard_url:
-            metadata["ray_dashboard"] = dg.MetadataValue.url(result.dashboard_url)
         return metadata
 
 
@@ -329,11 +326,6 @@ def _job_metadata(result: JobResult) -> dict[str, Any]:
     metadata: dict[str, Any] = {"ray_job_id": result.job_id, "log_lines": result.log_lines}
     metadata.update({k: v for k, v in result.usage.items() if v is not None})
     return metadata
-
-
-def _step_name(context: StepContext) -> str:
-    op_context = context.op_execution_context if isinstance(context, dg.AssetExecutionContext) else context
-    return op_context.op.name
 
 
 __all__ = ["PipesRayJobClient", "RayJobLogMessageReader", "pipes_runtime_env"]

@@ -33,12 +33,55 @@ from discord_ml_platform.platform import Platform, current_platform
 from discord_ml_platform.settings import BackendName, ClusterMode
 from discord_ml_platform.spec import ClusterSpec, GpuCatalog, SpecError
 from discord_ml_platform.spec.errors import validation_problems
+from discord_ml_platform.spec.labels import CLUSTER_RESOURCE_KEY, GPU_POOL_RUN_TAG
 from resources.preflight import ConfigProblem, RunConfigPreflight, RunConfigProblems, resource_problems
-from resources.run_tags import CLUSTER_RESOURCE_KEY, GPU_POOL_TAG
+from resources.run_tags import DEFAULT_GPU_POOL
+
+StepContext = dg.AssetExecutionContext | dg.OpExecutionContext
 
 
 class RayJobConfig(dg.Config, RayJobOptions):
     """RayJob mode: shutdown, TTL, deadline, retries, and what ending a step early does."""
+
+
+def cluster_metadata(
+    spec: ClusterSpec,
+    *,
+    name: str,
+    backend: str,
+    mode: str,
+    namespace: str,
+    hourly_price_usd: float,
+    held_seconds: float,
+    dashboard_url: str | None,
+) -> dict[str, Any]:
+    """Materialization metadata every Ray step reports about its cluster, whatever the mode.
+
+    Args:
+        spec: The cluster's shape.
+        name: The cluster's name (the run's cluster, or the one KubeRay created for a RayJob).
+        backend: Where it ran (``local``, ``kuberay``).
+        mode: ``raycluster`` or ``rayjob``.
+        namespace: Where it lived.
+        hourly_price_usd: Its catalog price per hour.
+        held_seconds: How long it was held: the estimated cost is for this long.
+        dashboard_url: The Ray dashboard (``None``: none is known, and no link is reported).
+    """
+    metadata: dict[str, Any] = {
+        "cluster_name": name,
+        "cluster_backend": backend,
+        "cluster_mode": mode,
+        "cluster_namespace": namespace,
+        "gpu_type": spec.gpu_type,
+        "gpu_count": spec.total_gpus,
+        "cluster_workers": spec.workers,
+        "image": spec.image,
+        "hourly_price_usd": round(hourly_price_usd, 4),
+        "estimated_cost_usd": round(hourly_price_usd * held_seconds / 3600, 6),
+    }
+    if dashboard_url is not None:
+        metadata["ray_dashboard"] = dg.MetadataValue.url(dashboard_url)
+    return metadata
 
 
 @dataclass
@@ -75,20 +118,19 @@ class RunningCluster:
         """Materialization metadata describing the cluster and its cost so far."""
         now = time.time()
         return {
-            "cluster_name": self.handle.name,
-            "cluster_backend": self.backend_name,
-            "cluster_mode": "raycluster",
-            "cluster_namespace": self.handle.namespace,
-            "gpu_type": self.spec.gpu_type,
-            "gpu_count": self.spec.total_gpus,
-            "cluster_workers": self.spec.workers,
-            "image": self.spec.image,
-            "hourly_price_usd": round(self.hourly_price_usd, 4),
+            **cluster_metadata(
+                self.spec,
+                name=self.handle.name,
+                backend=self.backend_name,
+                mode="raycluster",
+                namespace=self.handle.namespace,
+                hourly_price_usd=self.hourly_price_usd,
+                held_seconds=now - self.requested_at,
+                dashboard_url=self.endpoints.dashboard_url,
+            ),
             "seconds_to_ready": round(self.seconds_to_ready, 2),
             "cluster_wall_seconds": round(now - self.requested_at, 2),
             "gpu_hours": round(self.gpu_hours(now), 6),
-            "estimated_cost_usd": round(self.cost_usd(now), 6),
-            "ray_dashboard": dg.MetadataValue.url(self.endpoints.dashboard_url),
         }
 
 
@@ -121,7 +163,7 @@ class RayClusterResource(dg.ConfigurableResource):
     step of the run uses it.
     """
 
-    gpu_pool: str = Field(default="cpu", description="GPU pool of the workers, from the catalog in effect.")
+    gpu_pool: str = Field(default=DEFAULT_GPU_POOL, description="GPU pool of the workers, from the catalog in effect.")
     workers: int = Field(
         default=2, description="Worker nodes besides the head; Ray Train runs one worker per GPU (one per node on cpu)."
     )
@@ -251,27 +293,29 @@ class RayClusterResource(dg.ConfigurableResource):
         except SpecError as err:
             by_spec_field = {spec: res for res, spec in SHAPE_FIELDS.items()}
             found += [(by_spec_field.get(p.field, p.field), p.message) for p in err.problems]
+        # Decided from the backend's class: opening one (a kuberay backend builds a Kubernetes API
+        # client) only to ask this is waste; job_target checks the opened backend again.
         if self.effective_mode == "rayjob":
-            with self.platform.backend(self.backend, namespace=self.namespace) as backend:
-                if not isinstance(backend, RayJobCapable):
-                    found.append(
-                        (
-                            "mode",
-                            f"'rayjob' needs a backend that runs RayJobs (kuberay); this run uses {backend.name!r}",
-                        )
+            backend_class = self.platform.backend_class(self.backend)
+            if not issubclass(backend_class, RayJobCapable):
+                found.append(
+                    (
+                        "mode",
+                        f"'rayjob' needs a backend that runs RayJobs (kuberay); this run uses {backend_class.name!r}",
                     )
+                )
         return found
 
     def _tag_gpu_pool(self, instance: dg.DagsterInstance, log: Any, run_id: str, tags: Mapping[str, str]) -> None:
         # The run coordinator tags runs from their config before they queue; a run launched another
         # way (execute_in_process) may carry the job's default: put the pool it really uses on it.
-        if tags.get(GPU_POOL_TAG) != self.gpu_pool:
+        if tags.get(GPU_POOL_RUN_TAG) != self.gpu_pool:
             if log is not None:
                 log.warning(
-                    f"run tag {GPU_POOL_TAG}={tags.get(GPU_POOL_TAG)!r} but the run uses the {self.gpu_pool!r} "
+                    f"run tag {GPU_POOL_RUN_TAG}={tags.get(GPU_POOL_RUN_TAG)!r} but the run uses the {self.gpu_pool!r} "
                     "pool; retagged (per-pool run limits apply when the run coordinator sets the tag at launch)"
                 )
-            instance.add_run_tags(run_id, {GPU_POOL_TAG: self.gpu_pool})
+            instance.add_run_tags(run_id, {GPU_POOL_RUN_TAG: self.gpu_pool})
 
     # --- specs ---------------------------------------------------------------------------------
 
@@ -310,7 +354,7 @@ class RayClusterResource(dg.ConfigurableResource):
     # --- clusters ------------------------------------------------------------------------------
 
     def job_target(
-        self, context: dg.AssetExecutionContext | dg.OpExecutionContext, spec: ClusterSpec | None = None
+        self, context: StepContext, spec: ClusterSpec | None = None
     ) -> tuple[JobTarget, RunningCluster | None]:
         """Where the step's workload runs, by mode: the run's cluster, or a RayJob of its own.
 
@@ -322,15 +366,13 @@ class RayClusterResource(dg.ConfigurableResource):
             cluster = self.get_cluster(context, spec)
             return cluster.target(), cluster
         backend = self._open()
-        if not isinstance(backend, RayJobCapable):
+        if not isinstance(backend, RayJobCapable):  # the backstop: shape_problems stops such a run at its start
             raise dg.Failure(f"mode='rayjob' needs the kuberay backend (KubeRay runs the RayJob); got {backend.name!r}")
-        step = f"{context.run_id}/{_step_key(context)}"
+        step = f"{context.run_id}/{op_context(context).get_step_execution_context().step.key}"
         job_spec = spec.model_copy(update={"name": rayjob_name(spec.name, step)})
         return RayJobTarget(backend.rayjobs(job_spec.namespace), job_spec, self.rayjob), None
 
-    def get_cluster(
-        self, context: dg.AssetExecutionContext | dg.OpExecutionContext, spec: ClusterSpec | None = None
-    ) -> RunningCluster:
+    def get_cluster(self, context: StepContext, spec: ClusterSpec | None = None) -> RunningCluster:
         """The run's cluster named ``spec.name``, created and waited for on first use."""
         spec = spec or self.spec_for_run(context.run_id)
         if spec.name in self._clusters:
@@ -410,9 +452,9 @@ class RayClusterResource(dg.ConfigurableResource):
         return self._backend
 
 
-def _step_key(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:
-    op_context = context.op_execution_context if isinstance(context, dg.AssetExecutionContext) else context
-    return op_context.get_step_execution_context().step.key
+def op_context(context: StepContext) -> dg.OpExecutionContext:
+    """The op context of a step's context (an asset's context wraps one)."""
+    return context.op_execution_context if isinstance(context, dg.AssetExecutionContext) else context
 
 
 def ray_cluster_resource_type(
@@ -421,7 +463,7 @@ def ray_cluster_resource_type(
     """``RayClusterResource`` whose ``gpu_pool`` is a choice of ``catalog``'s pools (the Launchpad's
     drop-down) and whose run-start check knows the code location's op configs."""
     pools = tuple(catalog.names())
-    default = "cpu" if "cpu" in pools else pools[0]
+    default = DEFAULT_GPU_POOL if DEFAULT_GPU_POOL in pools else pools[0]
     choice: Any = Literal[pools]  # a Literal of the catalog in effect: Dagster shows it as a choice
     resource_type = create_model(
         "RayClusterResource",
@@ -439,6 +481,9 @@ __all__ = [
     "RayClusterResource",
     "RayJobConfig",
     "RunningCluster",
+    "StepContext",
+    "cluster_metadata",
     "cluster_name_for_run",
+    "op_context",
     "ray_cluster_resource_type",
 ]

@@ -5,7 +5,9 @@ can tell (``supports_check_run_worker_health``); the default launcher (runs as p
 server, as under ``dagster dev``) cannot, so a run whose worker was SIGKILLed stayed ``STARTED`` and its
 Ray cluster lived until its expiry. This launcher answers from the run worker's process: its PID is in
 the engine event the run worker reports when it starts executing, and a process with that PID that started after the
-event is another process (PIDs are reused), not the run worker.
+event is another process (PIDs are reused), not the run worker. Run monitoring asks every 15 s per
+running run, so a check reads the run's engine events newest first and stops at the first that names
+the worker.
 
 It launches exactly as the default launcher does, so it is for deployments whose daemon and code
 server share a host (``dagster dev``, a single VM); on Kubernetes ``K8sRunLauncher`` does the same
@@ -34,6 +36,8 @@ RUN_WORKER_EVENTS = ("Started process for run", "Executing steps in process")
 _PID = re.compile(r"\(pid: (\d+)\)")
 # Process start times and event timestamps come from different clocks' roundings.
 CLOCK_SLACK_S = 2.0
+# Engine events read per query (a run has a few per step).
+EVENT_PAGE = 100
 
 
 class LocalRunLauncher(DefaultRunLauncher):
@@ -62,18 +66,38 @@ class LocalRunLauncher(DefaultRunLauncher):
 
 
 def run_worker_process(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
-    """``(pid, when it was recorded)`` of the run's latest run worker, from its engine events."""
-    for record in reversed(instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)):
-        message = record.user_message or ""
-        if not message.startswith(RUN_WORKER_EVENTS):
-            continue
-        data = record.dagster_event.engine_event_data if record.dagster_event is not None else None
-        pid = getattr((data.metadata or {}).get("pid"), "value", None) if data is not None else None
-        if pid is None:
-            match = _PID.search(message)
-            pid = match.group(1) if match else None
-        if pid is not None and str(pid).isdigit():
-            return int(pid), record.timestamp
+    """``(pid, when it was recorded)`` of the run's latest run worker, from its engine events.
+
+    The events are read newest first, a page at a time, up to the first one that names a run worker.
+    """
+    cursor = None
+    while True:
+        page = instance.get_records_for_run(
+            run_id, cursor=cursor, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=EVENT_PAGE, ascending=False
+        )
+        for record in page.records:
+            found = _run_worker_of(record.event_log_entry)
+            if found is not None:
+                return found
+        if not page.has_more:
+            return None
+        cursor = page.cursor
+
+
+def _run_worker_of(entry: dg.EventLogEntry) -> tuple[int, float] | None:
+    """``(pid, timestamp)`` when ``entry`` is an engine event naming the run worker's process."""
+    # ``message``, not ``user_message``: the code server's event (reported outside the run, the only one
+    # naming the worker under the multiprocess executor) carries its text on the Dagster event alone.
+    message = entry.message or ""
+    if not message.startswith(RUN_WORKER_EVENTS):
+        return None
+    data = entry.dagster_event.engine_event_data if entry.dagster_event is not None else None
+    pid = getattr((data.metadata or {}).get("pid"), "value", None) if data is not None else None
+    if pid is None:
+        match = _PID.search(message)
+        pid = match.group(1) if match else None
+    if pid is not None and str(pid).isdigit():
+        return int(pid), entry.timestamp
     return None
 
 

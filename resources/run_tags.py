@@ -1,9 +1,11 @@
 """The ``dmp/gpu-pool`` run tag, from the run config: what ``dagster.yaml``'s per-pool run limits count.
 
-Every way a run starts tags it with the pool its cluster really uses: schedules, sensors and ``dmp
-run`` through :func:`gpu_pool_tags`; Launchpad and API launches through
-:class:`~resources.run_coordinator.GpuPoolRunCoordinator`, which tags a run from its config before it
-queues; and the cluster resource corrects a run that got past both.
+Every way a run starts tags it with the pool its cluster really uses: jobs, schedules and sensors
+through :func:`gpu_pool_tags`; ``dmp run`` with the pool of its ``--gpu-type`` (the core cannot import
+this module, and that flag is the pool its run config names); Launchpad and API launches through
+:class:`~resources.run_coordinator.GpuPoolRunCoordinator`, which tags a run from its config (else its
+job's tag, else :data:`DEFAULT_GPU_POOL`) before it queues; and the cluster resource corrects a run
+that got past all of them.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from discord_ml_platform.spec.labels import GPU_POOL_RUN_TAG
+from discord_ml_platform.spec.labels import CLUSTER_RESOURCE_KEY, GPU_POOL_RUN_TAG
 
-GPU_POOL_TAG = GPU_POOL_RUN_TAG
-CLUSTER_RESOURCE_KEY = "ray_cluster"
+# The pool of a run that names none: the cluster resource's default, the coordinator's tag for an
+# untagged run, and the Launchpad's default choice when the catalog has it.
+DEFAULT_GPU_POOL = "cpu"
 
 
 def gpu_pool_of(run_config: Mapping[str, Any] | None, default: str | None = None) -> str | None:
@@ -26,9 +29,9 @@ def gpu_pool_of(run_config: Mapping[str, Any] | None, default: str | None = None
     return str(pool) if pool else default
 
 
-def gpu_pool_tags(run_config: Mapping[str, Any] | None, default: str = "cpu") -> dict[str, str]:
+def gpu_pool_tags(run_config: Mapping[str, Any] | None, default: str = DEFAULT_GPU_POOL) -> dict[str, str]:
     """``{"dmp/gpu-pool": <pool>}`` for a run of ``run_config``."""
-    return {GPU_POOL_TAG: gpu_pool_of(run_config, default) or default}
+    return {GPU_POOL_RUN_TAG: gpu_pool_of(run_config, default) or default}
 
 
-__all__ = ["CLUSTER_RESOURCE_KEY", "GPU_POOL_TAG", "gpu_pool_of", "gpu_pool_tags"]
+__all__ = ["DEFAULT_GPU_POOL", "gpu_pool_of", "gpu_pool_tags"]

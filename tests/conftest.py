@@ -30,6 +30,9 @@ for sub in ("state", "r", "data", "dagster_home"):
 
 
 SHARED_CLUSTER = "shared-test-cluster"
+# The shared cluster's record lives apart from the default state dir, so tests that expect
+# ``LocalBackend().list()`` to hold only their own clusters never see it.
+SHARED_STATE_DIR = SESSION_ROOT / "shared-state"
 SHARED_TEMP_DIRS: list[str] = []  # processes naming these belong to the shared cluster
 
 
@@ -56,7 +59,7 @@ class SharedCluster:
     def __init__(self) -> None:
         from discord_ml_platform.backends.local import LocalBackend
 
-        self.backend = LocalBackend()
+        self.backend = LocalBackend(state_dir=SHARED_STATE_DIR)
         self.current = None
         self.replacements = 0
 
@@ -106,6 +109,21 @@ def shared_cluster(_shared_cluster_holder: SharedCluster):
     return _shared_cluster_holder.get()
 
 
+@pytest.fixture
+def shared_cluster_backend(_shared_cluster_holder: SharedCluster):
+    """The local backend that holds the shared cluster's record (not the default state dir)."""
+    return _shared_cluster_holder.backend
+
+
+@pytest.fixture
+def sleepers():
+    """``sleep`` processes that stand in for a local cluster's head and workers; killed after the test."""
+    from drivers.local_records import Sleepers
+
+    with Sleepers() as procs:
+        yield procs
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_ray_processes(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves a Ray process of ours running (the shared cluster excepted)."""
@@ -118,7 +136,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stop anything still registered and remove the session root."""
     from discord_ml_platform.backends.local import LocalBackend
 
-    backend = LocalBackend()
-    for info in backend.list():
-        backend.delete(info.handle)
+    for backend in (LocalBackend(), LocalBackend(state_dir=SHARED_STATE_DIR)):
+        for info in backend.list():
+            backend.delete(info.handle)
     shutil.rmtree(SESSION_ROOT, ignore_errors=True)

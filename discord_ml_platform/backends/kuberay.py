@@ -56,7 +56,7 @@ from discord_ml_platform.backends.kuberay_status import (
 from discord_ml_platform.backends.kuberay_watch import ResourceWatch
 from discord_ml_platform.spec import DEFAULT_PLATFORM_CONFIG, ClusterSpec, PlatformConfig, QuantityError, parse_quantity
 from discord_ml_platform.spec.labels import CLUSTER, MANAGED_BY, MANAGED_BY_VALUE, RUN_ID, label_value
-from discord_ml_platform.spec.render import render_raycluster
+from discord_ml_platform.spec.render import HEAD_CONTAINER, render_raycluster
 
 if TYPE_CHECKING:
     from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs
@@ -578,10 +578,16 @@ def _gpus_per_worker(raycluster: Mapping[str, Any]) -> int:
 
 
 def _head_image(raycluster: Mapping[str, Any]) -> str | None:
-    """The image of the head's Ray container (the cluster's image), if the manifest names one."""
+    """The image of the head's Ray container (the cluster's image), if the manifest names one.
+
+    The Ray container is the one named as the platform renders it (``ray-head``), else the first:
+    a RayCluster made by other means may put a sidecar before it.
+    """
     template = ((raycluster.get("spec") or {}).get("headGroupSpec") or {}).get("template") or {}
-    containers = (template.get("spec") or {}).get("containers") or []
-    return str(containers[0].get("image")) if containers and containers[0].get("image") else None
+    containers = [c for c in (template.get("spec") or {}).get("containers") or [] if isinstance(c, Mapping)]
+    named = [c for c in containers if c.get("name") == HEAD_CONTAINER]
+    image = (named or containers or [{}])[0].get("image")
+    return str(image) if image else None
 
 
 def _is_ours(existing: Mapping[str, Any], spec: ClusterSpec) -> bool:

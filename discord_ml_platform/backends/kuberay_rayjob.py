@@ -21,13 +21,7 @@ from typing import Any, Self
 from discord_ml_platform.backends.base import ClusterError
 from discord_ml_platform.backends.kuberay import make_api_client
 from discord_ml_platform.backends.kuberay_retry import RetryPolicy, api_error_message, call_with_retries, status_code
-from discord_ml_platform.backends.rayjobs import (
-    TERMINAL_DEPLOYMENT,
-    TERMINAL_JOB,
-    RayJobInfo,
-    RayJobState,
-    rayjob_submission_id,
-)
+from discord_ml_platform.backends.rayjobs import RayJobInfo, RayJobState
 from discord_ml_platform.spec import DEFAULT_PLATFORM_CONFIG, ClusterSpec, PlatformConfig
 from discord_ml_platform.spec.render import render_rayjob
 
@@ -245,4 +239,4 @@ class KubeRayJobs:
         return True
 
 
-__all__ = ["TERMINAL_DEPLOYMENT", "TERMINAL_JOB", "KubeRayJobs", "RayJobInfo", "RayJobState", "rayjob_submission_id"]
+__all__ = ["KubeRayJobs", "RayJobInfo", "RayJobState"]

@@ -23,8 +23,9 @@ NODE_TYPE_LABEL = "ray.io/node-type"
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 # A terminated Ray container with one of these reasons will not become ready by waiting.
 TERMINATED_FAILURES = ("OOMKilled", "Error", "ContainerCannotRun", "StartError")
-# Kubernetes' default failureThreshold: a readiness probe failing this often in a row marks the pod unready.
-READINESS_FAILURE_THRESHOLD = 3
+# Kubernetes' default failureThreshold, for a readiness probe that sets none. KubeRay v1 injects a
+# readiness probe into the Ray container with its own threshold (10), which the pod spec carries.
+DEFAULT_READINESS_FAILURE_THRESHOLD = 3
 # Port names KubeRay and common manifests use, first match wins; then the well-known numbers.
 DASHBOARD_PORTS = (("dashboard",), "8265")
 GCS_PORTS = (("gcs-server", "gcs", "redis"), "6379")
@@ -88,12 +89,14 @@ def default_endpoint_resolver(raycluster: Mapping[str, Any], host_override: str 
 
 
 def parse_time(value: str | None) -> datetime:
-    """An RFC 3339 time from the API (``None`` or garbage: now)."""
+    """An RFC 3339 time from the API, always with a zone (``None`` or garbage: now)."""
     if value:
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             pass
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)  # comparable with aware times
     return datetime.now(UTC)
 
 
@@ -277,6 +280,10 @@ class ReadinessView:
                         reason=str(terminated["reason"]),
                         previous=False,
                     )
+            if _pod_ready(pod):
+                # Ready now: whatever the probe failed before (a slow start) is over. The kubelet counts
+                # failures in a row, while an event's count adds up every failure the pod ever had.
+                continue
             unhealthy = [
                 e
                 for e in self.relevant_events()
@@ -285,7 +292,7 @@ class ReadinessView:
                 and "Readiness probe failed" in str(e.get("message") or "")
             ]
             failures = max((int(e.get("count") or 1) for e in unhealthy), default=0)
-            if failures >= READINESS_FAILURE_THRESHOLD:
+            if failures >= readiness_failure_threshold(pod):
                 containers = (pod.get("spec") or {}).get("containers") or [{}]
                 return HeadFailedError(
                     f"head pod {name}: readiness probe failed {failures} times: {unhealthy[-1].get('message')}",
@@ -403,6 +410,21 @@ class ReadinessView:
         if warnings:
             text += "; recent warnings: " + " | ".join(warnings)
         return text
+
+
+def readiness_failure_threshold(pod: Mapping[str, Any]) -> int:
+    """How many failed readiness probes in a row make the kubelet mark the pod's Ray container unready.
+
+    The Ray container is the first one (KubeRay's convention). Its ``readinessProbe.failureThreshold``
+    decides; a probe without one has Kubernetes' default, and so does a pod without a probe (it
+    then has no readiness failures to count either).
+    """
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    probe = containers[0].get("readinessProbe") or {}
+    threshold = probe.get("failureThreshold")
+    if isinstance(threshold, int) and not isinstance(threshold, bool) and threshold > 0:
+        return threshold
+    return DEFAULT_READINESS_FAILURE_THRESHOLD
 
 
 def _pod_ready(pod: Mapping[str, Any]) -> bool:

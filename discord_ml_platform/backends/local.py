@@ -59,6 +59,7 @@ from discord_ml_platform.backends.processes import (
     tail,
     terminate_tree,
 )
+from discord_ml_platform.settings import PlatformSettings, env_variable
 from discord_ml_platform.spec import ClusterSpec
 from discord_ml_platform.spec.labels import cluster_labels
 
@@ -79,18 +80,14 @@ _HEAD_PORTS = ("port", "dashboard-port", "ray-client-server-port")
 MAX_WORKER_RESTARTS = 3
 
 
-def default_state_dir() -> Path:
-    """Where cluster records live: ``$DMP_LOCAL_STATE_DIR`` or ``~/.dmp/local-clusters``."""
-    from discord_ml_platform.settings import PlatformSettings
+def _local_settings() -> PlatformSettings:
+    """The settings a ``LocalBackend`` built without paths uses, from this process's environment.
 
-    return PlatformSettings.from_env().local_state_path
-
-
-def default_temp_root() -> Path:
-    """Parent of the clusters' Ray temp dirs: ``$DMP_RAY_TEMP_ROOT`` or ``/tmp``."""
-    from discord_ml_platform.settings import PlatformSettings
-
-    return PlatformSettings.from_env().ray_temp_path
+    Only ``DMP_LOCAL_STATE_DIR`` and ``DMP_RAY_TEMP_ROOT`` are read: a bad value of any other
+    ``DMP_*`` variable (say ``DMP_BACKEND=cloud``) is no reason to refuse a local backend.
+    """
+    wanted = {env_variable("local_state_dir"), env_variable("ray_temp_root")}
+    return PlatformSettings.from_env({key: value for key, value in os.environ.items() if key in wanted})
 
 
 def ray_environment(auth_mode: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -124,7 +121,8 @@ class LocalBackend:
     """Ray clusters as local processes; the default for laptops, CI and tests.
 
     Args:
-        state_dir: where cluster records and logs are kept (default :func:`default_state_dir`).
+        state_dir: where cluster records and logs are kept (default ``$DMP_LOCAL_STATE_DIR`` or
+            ``~/.dmp/local-clusters``).
         auth_mode: value of ``RAY_AUTH_MODE`` for every process and client (Ray 2.60 turns token
             auth on by itself when ``~/.ray/auth_token`` exists, so we always set it).
         temp_root: parent of each cluster's Ray temp dir (default ``$DMP_RAY_TEMP_ROOT`` or
@@ -134,9 +132,13 @@ class LocalBackend:
     name = BACKEND_NAME
 
     def __init__(self, state_dir: Path | None = None, auth_mode: str = "disabled", temp_root: Path | None = None):
-        self.state_dir = Path(state_dir or default_state_dir())
+        if not (state_dir and temp_root):
+            settings = _local_settings()  # read once, for whichever default is needed
+            state_dir = state_dir or settings.local_state_path
+            temp_root = temp_root or settings.ray_temp_path
+        self.state_dir = Path(state_dir)
         self.auth_mode = auth_mode
-        self.temp_root = Path(temp_root or default_temp_root())
+        self.temp_root = Path(temp_root)
         self.records = RecordStore(self.state_dir)
 
     def close(self) -> None:
@@ -150,16 +152,9 @@ class LocalBackend:
 
     # Records -------------------------------------------------------------------------------
 
-    def _read(self, name: str) -> LocalClusterRecord | None:
-        """The record of ``name`` (``None``: none); raises ``InvalidRecordError`` when unreadable."""
-        return self.records.read(name)
-
-    def _save(self, record: LocalClusterRecord) -> None:
-        self.records.save(record)
-
     def record(self, handle: ClusterHandle) -> LocalClusterRecord:
         """The stored record of a cluster; raises ``ClusterError`` when unknown or unreadable."""
-        record = self._read(handle.name)
+        record = self.records.read(handle.name)
         if record is None:
             raise ClusterError(f"no local cluster named {handle.name!r} in {self.state_dir}")
         return record
@@ -190,7 +185,7 @@ class LocalBackend:
         """
         handle = ClusterHandle(spec.name, spec.namespace, self.name)
         try:
-            existing = self._read(spec.name)
+            existing = self.records.read(spec.name)
         except InvalidRecordError:
             existing = None
             self.delete(handle)  # unreadable: it names nothing we may stop; make room
@@ -258,17 +253,17 @@ class LocalBackend:
         try:
             # Saved before the head exists: should this process die right after the spawn, the
             # record still names the head (by its temp dir) for delete() and the sweepers.
-            self._save(record)
+            self.records.save(record)
             head = self._spawn(head_cmd, log_dir / "head.log", env)
             spawned.append(head)
             record.head_pid, record.head_started = head.pid, start_time(head.pid)
-            self._save(record)
+            self.records.save(record)
             self._wait_for_gcs(record, timeout_s=60)
             for index in range(spec.workers):
                 worker = self._start_worker(spec, record, index, env)
                 spawned.append(worker)
                 record.set_worker(index, worker.pid, start_time(worker.pid))
-                self._save(record)
+                self.records.save(record)
         except BaseException:
             self._discard(record, spawned)
             raise
@@ -340,7 +335,7 @@ class LocalBackend:
         return infos
 
     def _info(self, name: str) -> ClusterInfo | None:
-        record = self._read(name)
+        record = self.records.read(name)
         if record is None:  # deleted meanwhile
             return None
         if record.head_process(self.temp_root) is not None:
@@ -368,7 +363,7 @@ class LocalBackend:
         unreadable record is removed without signalling anything.
         """
         try:
-            record = self._read(handle.name)
+            record = self.records.read(handle.name)
         except InvalidRecordError as err:
             log.warning("removing unreadable local cluster record (nothing it names is stopped): %s", err)
             self.records.remove(handle.name)
@@ -444,7 +439,7 @@ class LocalBackend:
             worker = self._start_worker(spec, record, index, env)
             try:
                 record.set_worker(index, worker.pid, start_time(worker.pid))
-                self._save(record)
+                self.records.save(record)
             except BaseException:  # not recorded: nothing else would ever stop it
                 terminate_tree([worker.pid], grace_s=2.0)
                 raise

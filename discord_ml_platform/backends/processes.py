@@ -55,16 +55,6 @@ def port_accepts(host: str, port: int, timeout_s: float = 0.2) -> bool:
 START_TIME_TOLERANCE_S = 1.0
 
 
-def is_alive(pid: int) -> bool:
-    """Whether ``pid`` runs and is not a zombie (any process: see :func:`owned_process` for ours)."""
-    if pid <= 1:
-        return False
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
 def start_time(pid: int) -> float | None:
     """When ``pid`` started (seconds since the epoch, as psutil reports it), ``None`` when it is gone."""
     if pid <= 1:
@@ -191,10 +181,8 @@ def _signal_group(pid: int, leader: psutil.Process | None, sig: signal.Signals) 
     """
     if pid <= 1:
         return
-    if leader is not None and leader.is_running():
-        pass
-    elif psutil.pid_exists(pid):
-        return
+    if (leader is None or not leader.is_running()) and psutil.pid_exists(pid):
+        return  # the leader is gone and another process holds its number: not our group any more
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
 

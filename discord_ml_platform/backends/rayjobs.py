@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from discord_ml_platform.backends.kuberay_status import parse_time
 from discord_ml_platform.spec import ClusterSpec
 
 TERMINAL_DEPLOYMENT = frozenset({"Complete", "Failed", "ValidationFailed"})
@@ -156,17 +157,10 @@ class RayJobInfo:
             name=meta.get("name", ""),
             namespace=meta.get("namespace", "default"),
             labels=dict(meta.get("labels") or {}),
-            created_at=_created_at(meta),
+            # Unknown: now, as young as can be, so no grace period is skipped.
+            created_at=parse_time(meta.get("creationTimestamp")),
             state=RayJobState.from_object(obj),
         )
-
-
-def _created_at(meta: dict[str, Any]) -> datetime:
-    stamp = str(meta.get("creationTimestamp") or "")
-    try:
-        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return datetime.now(UTC)  # unknown: as young as can be, so no grace period is skipped
 
 
 def rayjob_submission_id(name: str) -> str:
@@ -257,8 +251,3 @@ class RayJobCapable(Protocol):
         """The RayJobs of ``namespace``; ``None``: the backend's scope (its namespace, or every namespace
         for listing when the backend lists every namespace)."""
         ...
-
-
-def labels_of(obj: Mapping[str, Any]) -> dict[str, str]:
-    """``metadata.labels`` of a Kubernetes object as a plain dict."""
-    return dict((obj.get("metadata") or {}).get("labels") or {})

@@ -231,17 +231,24 @@ def _checked_kuberay(reason: str, paths: list[Path], explicit: bool, context: st
     return BackendChoice("kuberay", reason, str(target.path) if explicit else None, context, target.server)
 
 
-def open_backend(choice: BackendChoice, platform: Platform | None = None) -> ClusterBackend:
+def open_backend(
+    choice: BackendChoice, platform: Platform | None = None, *, namespace: str | None = None
+) -> ClusterBackend:
     """Build the chosen backend through the platform core (the caller closes it).
 
-    The kuberay backend lists every namespace (commands filter by ``--namespace`` themselves).
+    Args:
+        choice: The backend picked by :func:`choose_backend`.
+        platform: The platform in effect (default: :func:`~discord_ml_platform.cli.settings.cli_platform`).
+        namespace: The one namespace the kuberay backend lists (``dmp xray --namespace``, for a
+            Role in one namespace); ``None``: every namespace (commands filter by ``--namespace``
+            themselves).
     """
     from discord_ml_platform.spec import ConfigError
 
     platform = platform or cli_platform()
     try:
         chosen = platform.with_settings(backend=choice.name, kubeconfig=choice.kubeconfig, kube_context=choice.context)
-        return chosen.open_backend(all_namespaces=True)
+        return chosen.open_backend(namespace=namespace, all_namespaces=namespace is None)
     except ConfigError as err:
         raise config_problem(err) from None
     except ImportError as err:

@@ -330,26 +330,29 @@ def sweep(
     """Delete platform clusters (all namespaces) of this deployment whose expiry has passed or whose status is dead.
 
     A cluster whose labels cannot be read is kept (unless dead) with a warning; it never stops the sweep.
-    Clusters of another deployment ($DMP_DEPLOYMENT) are left to their own sweeper unless --all-deployments.
+    Clusters of another deployment ($DMP_DEPLOYMENT) are left to their own sweeper unless --all-deployments;
+    one without a deployment label goes only when expired. The cluster of a RayJob is never swept: its
+    RayJob (swept by the cleanup sensor) deletes it.
     """
     from discord_ml_platform.cli.output import stderr
-    from discord_ml_platform.fleet import safe_cluster_row, sweep_reason
-    from discord_ml_platform.spec.labels import DEPLOYMENT, MANAGED_BY, MANAGED_BY_VALUE, label_value
+    from discord_ml_platform.fleet import safe_cluster_row, sweep_reason, sweep_right
+    from discord_ml_platform.spec.labels import MANAGED_BY, MANAGED_BY_VALUE
 
     platform = cli_platform()
-    own = label_value(platform.settings.deployment)
+    deployment = None if all_deployments else platform.settings.deployment
     now = datetime.now(UTC)
     doomed = []
     failures = []
     with using_backend(backend, kubeconfig, context, platform) as cluster_backend:
         for info in cluster_backend.list({MANAGED_BY: MANAGED_BY_VALUE}):
-            if not all_deployments and info.labels.get(DEPLOYMENT, own) != own:
-                continue  # another deployment's: its own sweeper decides
+            right = sweep_right(info.labels, deployment)
+            if not right.may_delete:
+                continue  # another deployment's or a RayJob's: its own sweeper decides
             row = safe_cluster_row(info, platform.catalog, now)
             for problem in row["problems"]:
                 stderr().print(f"warning: cluster {row['namespace']}/{row['name']}: {problem}", markup=False)
             reason = sweep_reason(row)
-            if reason:
+            if reason and (row["expired"] or not right.expired_only):
                 action = "would delete" if dry_run else "deleted"
                 keep = ("name", "namespace", "owner")
                 doomed.append((info, {**{k: row[k] for k in keep}, "reason": reason, "action": action}))

@@ -8,7 +8,8 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from discord_ml_platform.cli.output import OutputFormat, dump_json, human_duration, is_terminal, stderr, stdout
+from discord_ml_platform.cli.output import OutputFormat, dump_json, is_terminal, stderr, stdout
+from discord_ml_platform.fleet import human_duration
 
 if TYPE_CHECKING:
     from discord_ml_platform.backends import ClusterBackend, ClusterEndpoints, ClusterHandle, PhaseEvent

@@ -8,6 +8,7 @@ Heavy modules (pydantic, the spec layer, kubernetes) are imported only on the er
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -24,7 +25,6 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEBUG_ENV = "DMP_DEBUG"
-LONG_QUOTE = 60
 
 
 class CliError(Exception):
@@ -194,19 +194,29 @@ def _kubernetes_error(exc: BaseException) -> CliError:
     return CliError(message, hint=hints.get(status or 0))
 
 
-# A quoted value this long is a pasted file or a runaway variable: shown by its start and its length.
-# A quote opens after a space, '(' or '=' and closes before a space, punctuation or the end: the
-# text between a closing and an opening quote ("'x' must be ... digits and '-'") is no value.
-_LONG_QUOTE = re.compile(rf"(?:(?<=^)|(?<=[\s(=\[]))'([^'\n]{{{LONG_QUOTE + 1},}})'(?=$|[\s,;:.)\]])")
+@functools.cache
+def _long_quote() -> tuple[re.Pattern[str], int]:
+    """The pattern of a quoted value over the core's limit, and the limit
+    (:data:`~discord_ml_platform.spec.errors.SHOWN_LIMIT`; imported on the error path only).
+
+    A quoted value this long is a pasted file or a runaway variable: shown by its start and its length.
+    A quote opens after a space, '(' or '=' and closes before a space, punctuation or the end: the
+    text between a closing and an opening quote ("'x' must be ... digits and '-'") is no value.
+    """
+    from discord_ml_platform.spec.errors import SHOWN_LIMIT
+
+    return re.compile(rf"(?:(?<=^)|(?<=[\s(=\[]))'([^'\n]{{{SHOWN_LIMIT + 1},}})'(?=$|[\s,;:.)\]])"), SHOWN_LIMIT
 
 
 def cut_long_quotes(line: str) -> str:
-    """``line`` with every quoted value over 60 characters cut to its start and its length.
+    """``line`` with every quoted value over the core's limit cut to its start and its length, as
+    :func:`~discord_ml_platform.spec.errors.shown` cuts the values the core quotes.
 
     Messages quote what the user typed; a 10,000-character value must not fill the terminal, whichever
-    layer (the catalog, a validator) wrote the message.
+    layer wrote the message without ``shown`` (the catalog's ``unknown gpu_type``, a validator).
     """
-    return _LONG_QUOTE.sub(lambda m: f"'{m[1][: LONG_QUOTE - 3]}...' ({len(m[1])} characters)", line)
+    pattern, limit = _long_quote()
+    return pattern.sub(lambda m: f"'{m[1][: limit - 3]}...' ({len(m[1])} characters)", line)
 
 
 def report(error: CliError) -> None:

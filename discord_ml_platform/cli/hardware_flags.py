@@ -20,27 +20,35 @@ if TYPE_CHECKING:
     from discord_ml_platform.platform import Platform
     from discord_ml_platform.spec import ClusterSpec
 
-# ClusterSpec field -> the flag a user typed, for error messages.
+# The one table of the hardware flags: a command's parameter -> (ClusterSpec field, flag). The flag
+# names of messages (SPEC_FLAGS), the flags a job on an existing cluster refuses (HARDWARE_FLAGS) and
+# the fields the values set (hardware_fields) are all read off it.
+HARDWARE: dict[str, tuple[str, str]] = {
+    "gpu_type": ("gpu_type", "--gpu-type"),
+    "workers": ("workers", "--workers"),
+    "gpus_per_worker": ("gpus_per_worker", "--gpus-per-worker"),
+    "memory": ("memory_per_worker", "--memory"),
+    "cpus": ("cpus_per_worker", "--cpus"),
+    "image": ("image", "--image"),
+    "min_workers": ("min_workers", "--min-workers"),
+    "max_workers": ("max_workers", "--max-workers"),
+    "head_cpus": ("head_cpus", "--head-cpus"),
+    "head_memory": ("head_memory", "--head-memory"),
+    "label": ("labels", "--label"),
+}
+# ClusterSpec field -> the flag a user typed, for error messages: the hardware flags and the others.
 SPEC_FLAGS = {
     "name": "NAME",
     "namespace": "--namespace",
-    "gpu_type": "--gpu-type",
-    "workers": "--workers",
-    "min_workers": "--min-workers",
-    "max_workers": "--max-workers",
-    "gpus_per_worker": "--gpus-per-worker",
-    "cpus_per_worker": "--cpus",
-    "memory_per_worker": "--memory",
-    "head_cpus": "--head-cpus",
-    "head_memory": "--head-memory",
+    **dict(HARDWARE.values()),
     "object_store_memory": "--object-store-memory",
-    "image": "--image",
     "owner": "--owner",
     "team": "--team",
     "ttl": "--ttl",
-    "labels": "--label",
     "env": "--env",
 }
+# Flag -> parameter name of the hardware flags a command without a cluster of its own refuses.
+HARDWARE_FLAGS = {flag: param for param, (_, flag) in HARDWARE.items()}
 
 _WHOLE = re.compile(r"^[+-]?[0-9]{1,12}$")
 _DECIMAL = re.compile(r"^[+-]?(?:[0-9]{1,12}(?:\.[0-9]{0,6})?|\.[0-9]{1,6})$")
@@ -127,21 +135,6 @@ HeadCpusOpt = Annotated[
 HeadMemoryOpt = Annotated[str | None, typer.Option("--head-memory", help="Memory of the head node (default 4Gi).")]
 LabelOpt = Annotated[list[str] | None, typer.Option("--label", "-l", help="Extra label KEY=VALUE (repeatable).")]
 
-# Flag -> parameter name of the hardware flags a command without a cluster of its own refuses.
-HARDWARE_FLAGS = {
-    "--gpu-type": "gpu_type",
-    "--workers": "workers",
-    "--gpus-per-worker": "gpus_per_worker",
-    "--memory": "memory",
-    "--cpus": "cpus",
-    "--image": "image",
-    "--min-workers": "min_workers",
-    "--max-workers": "max_workers",
-    "--head-cpus": "head_cpus",
-    "--head-memory": "head_memory",
-    "--label": "label",
-}
-
 
 def parse_pairs(values: list[str], flag: str) -> dict[str, str]:
     """``KEY=VALUE`` items of a repeatable flag as a mapping.
@@ -158,34 +151,24 @@ def parse_pairs(values: list[str], flag: str) -> dict[str, str]:
     return pairs
 
 
-def hardware_fields(
-    *,
-    gpu_type: str | None,
-    workers: int | None,
-    gpus_per_worker: int | None,
-    memory: str | None,
-    cpus: float | None,
-    image: str | None,
-    min_workers: int | None = None,
-    max_workers: int | None = None,
-    head_cpus: float | None = None,
-    head_memory: str | None = None,
-    label: list[str] | None = None,
-) -> dict[str, Any]:
-    """The ``ClusterSpec`` fields the hardware flags set; ``None`` leaves a field to the platform."""
-    return {
-        "gpu_type": gpu_type,
-        "workers": workers,
-        "min_workers": min_workers,
-        "max_workers": max_workers,
-        "gpus_per_worker": gpus_per_worker,
-        "cpus_per_worker": cpus,
-        "memory_per_worker": memory,
-        "head_cpus": head_cpus,
-        "head_memory": head_memory,
-        "image": image,
-        "labels": parse_pairs(label or [], "--label") or None,
-    }
+def hardware_fields(**values: Any) -> dict[str, Any]:
+    """The ``ClusterSpec`` fields the hardware flags set; ``None`` (or a flag not passed) leaves a
+    field to the platform.
+
+    Args:
+        values: The hardware flags' values by parameter name (the keys of :data:`HARDWARE`:
+            ``gpu_type``, ``memory``, ``label``...); ``label`` holds ``KEY=VALUE`` items.
+
+    Raises:
+        TypeError: a name that is no hardware flag's parameter (a caller's typo, not a user's).
+        UsageProblem: a ``--label`` item that is not ``KEY=VALUE``.
+    """
+    unknown = sorted(set(values) - set(HARDWARE))
+    if unknown:
+        raise TypeError(f"hardware_fields: no hardware flag has the parameter {', '.join(unknown)}")
+    fields = {field: values.get(param) for param, (field, _) in HARDWARE.items()}
+    fields["labels"] = parse_pairs(values.get("label") or [], "--label") or None
+    return fields
 
 
 def build_spec(

@@ -37,7 +37,8 @@ from discord_ml_platform.cli.job_args import (
     check_cluster_name,
     entrypoint_of,
     load_runtime_env,
-    refuse_hardware_without_rayjob,
+    refuse_jobs_api_flags,
+    refuse_rayjob_flags,
     refuse_stray_args,
 )
 from discord_ml_platform.cli.job_follow import follow, outcome_line
@@ -167,7 +168,10 @@ def submit(
     ] = None,
     namespace: NamespaceOpt = None,
     working_dir: Annotated[
-        Path | None, typer.Option("--working-dir", "-d", help="Local directory uploaded as the job's working dir.")
+        Path | None,
+        typer.Option(
+            "--working-dir", "-d", help="Local directory uploaded as the job's working dir (not with --rayjob)."
+        ),
     ] = None,
     runtime_env: Annotated[
         Path | None, typer.Option("--runtime-env", help="Ray runtime env as a YAML or JSON file.")
@@ -179,7 +183,8 @@ def submit(
         str | None, typer.Option("--submission-id", help="Id to give the job (default: generated).")
     ] = None,
     entrypoint_num_cpus: Annotated[
-        float | None, typer.Option("--entrypoint-num-cpus", min=0, help="CPUs reserved for the driver.")
+        float | None,
+        typer.Option("--entrypoint-num-cpus", min=0, help="CPUs reserved for the driver (not with --rayjob)."),
     ] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the submission id and return at once.")] = False,
     timeout: Annotated[
@@ -234,10 +239,13 @@ def submit(
 
     refuse_stray_args(ctx)
     entrypoint = entrypoint_of(list(command or []))
-    env_spec = load_runtime_env(runtime_env, working_dir, env or [])
-    if not rayjob:
-        refuse_hardware_without_rayjob(ctx, dry_run=dry_run)
+    # The flags of the other mode are refused before anything is read or contacted: none is dropped silently.
+    if rayjob:
+        refuse_jobs_api_flags(ctx)
+    else:
+        refuse_rayjob_flags(ctx, dry_run=dry_run)
         check_cluster_name(cluster)
+    env_spec = load_runtime_env(runtime_env, working_dir, env or [])
     hardware = hardware_fields(
         gpu_type=gpu_type,
         workers=workers,
@@ -288,10 +296,12 @@ def submit(
         entrypoint_num_cpus,
     )
     if no_wait:
+        from discord_ml_platform.jobs.client import RayJobError
+
         try:
             job_id = runner.submit(target, workload)
         except (ConnectionError, RuntimeError) as err:
-            if type(err).__name__ == "RayJobError":  # the cluster answered and refused the job
+            if isinstance(err, RayJobError):  # the cluster answered and refused the job
                 raise
             raise unreachable_jobs_api(cluster, target.dashboard_url, err) from None
         if scripted:

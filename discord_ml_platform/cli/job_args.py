@@ -15,6 +15,12 @@ from discord_ml_platform.cli.hardware_flags import HARDWARE_FLAGS, parse_pairs
 
 # Where CommandAfterDashes leaves the words it found before ``--`` (ctx.meta key).
 STRAY_ARGS = "dmp.stray_args"
+# Flag -> parameter of what only a RayJob uses besides the hardware: the lifetime of its cluster.
+RAYJOB_FLAGS = {"--ttl-seconds": "ttl_seconds", "--deadline-seconds": "deadline_seconds"}
+# Flag -> parameter of what only a submission to an existing cluster's Jobs API uses: a RayJob's job
+# is submitted from inside the cluster (no local directory to upload), and the platform's RayJob
+# reserves no CPUs for its driver.
+JOBS_API_FLAGS = {"--working-dir": "working_dir", "--entrypoint-num-cpus": "entrypoint_num_cpus"}
 
 
 class CommandAfterDashes(TyperCommand):
@@ -109,18 +115,37 @@ def given(ctx: typer.Context, param: str) -> bool:
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
-def refuse_hardware_without_rayjob(ctx: typer.Context, *, dry_run: bool) -> None:
-    """Refuse the hardware flags (and ``--dry-run``) on a job for an existing cluster, naming each one.
+def refuse_rayjob_flags(ctx: typer.Context, *, dry_run: bool) -> None:
+    """Refuse the hardware flags, ``--ttl-seconds``, ``--deadline-seconds`` (and ``--dry-run``) on a
+    job for an existing cluster, naming each one.
 
     Raises:
         UsageProblem: ``--gpu-type, --workers only apply with --rayjob``.
     """
-    flags = [flag for flag, param in HARDWARE_FLAGS.items() if given(ctx, param)]
+    flags = [flag for flag, param in {**HARDWARE_FLAGS, **RAYJOB_FLAGS}.items() if given(ctx, param)]
     if dry_run:
         flags.append("--dry-run")
     if flags:
         raise UsageProblem(
             f"{', '.join(flags)} only appl{'ies' if len(flags) == 1 else 'y'} with --rayjob",
-            hint="a job on an existing cluster runs on that cluster's hardware and has no manifest to print; "
-            "add --rayjob, or create a cluster with `dmp cluster create --gpu-type ...`",
+            hint="a job on an existing cluster runs on that cluster's hardware, for as long as that cluster "
+            "lives, and has no manifest to print; add --rayjob, or create a cluster with "
+            "`dmp cluster create --gpu-type ... --ttl ...`",
+        )
+
+
+def refuse_jobs_api_flags(ctx: typer.Context) -> None:
+    """Refuse ``--working-dir`` and ``--entrypoint-num-cpus`` on a RayJob, naming each one given:
+    neither would reach the job (a silent drop, or a path only this machine can read).
+
+    Raises:
+        UsageProblem: ``--working-dir does not apply with --rayjob``.
+    """
+    flags = [flag for flag, param in JOBS_API_FLAGS.items() if given(ctx, param)]
+    if flags:
+        raise UsageProblem(
+            f"{', '.join(flags)} do{'es' if len(flags) == 1 else ''} not apply with --rayjob",
+            hint="a RayJob's job is submitted from inside its cluster, which cannot read a local directory "
+            "(put the code in the image with --image, or a remote working_dir URI in --runtime-env), and its "
+            "driver runs with the head's CPUs; drop the flag, or submit to an existing cluster without --rayjob",
         )

@@ -16,9 +16,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-# The age and expiry wording of every cluster view lives in the core; re-exported for the commands.
-from discord_ml_platform.fleet import human_duration, human_until
-
 
 class OutputFormat(StrEnum):
     """How a command prints its result."""
@@ -154,8 +151,6 @@ __all__ = [
     "OutputOpt",
     "dump_json",
     "dump_yaml",
-    "human_duration",
-    "human_until",
     "is_terminal",
     "print_data",
     "print_rows",

@@ -25,29 +25,41 @@ JOB_NAME = "ad_relevance_training"
 # The code location `dmp run` loads through Dagster's loader (never imported by the core).
 CODE_LOCATION_MODULE = "pipelines.definitions"
 CODE_LOCATION_ATTRIBUTE = "defs"
-CLUSTER_RESOURCE = "ray_cluster"
-# Run config path -> the flag a user typed, for error messages.
-CONFIG_FLAGS = {
-    "ops.quests_window.config.rows": "--rows",
-    "ops.quests_window.config.seed": "--seed",
-    "ops.ad_relevance_model.config.epochs": "--epochs",
-    "ops.ad_relevance_model.config.model_name": "--model-name",
-    "ops.ad_relevance_model.config.batch_size": "--batch-size",
-    "ops.ad_relevance_model.config.learning_rate": "--learning-rate",
-    "ops.ad_relevance_model.config.window_days": "--window-days",
-    "ops.ad_relevance_model.config.embedding_dim": "--embedding-dim",
-    "resources.ray_cluster.config.workers": "--workers",
-    "resources.ray_cluster.config.gpu_pool": "--gpu-type",
-    "resources.ray_cluster.config.gpus_per_worker": "--gpus-per-worker",
-    "resources.ray_cluster.config.cpus_per_worker": "--cpus",
-    "resources.ray_cluster.config.memory_per_worker": "--memory",
-}
-# Metadata keys the summary looks for, in order of preference, whatever asset reports them.
-METRIC_KEYS = {
-    "auc": ("auc", "val_auc", "test_auc", "holdout_auc"),
-    "ceiling_auc": ("ceiling_auc", "val_ceiling_auc"),
-    "logloss": ("logloss", "val_logloss", "test_logloss"),
-}
+
+
+def config_flags() -> dict[str, str]:
+    """Run config path -> the flag a user typed, for error messages."""
+    # Imported here: the spec layer pulls in pydantic, which `dmp --help` must not load.
+    from discord_ml_platform.spec.labels import CLUSTER_RESOURCE_KEY
+
+    cluster = f"resources.{CLUSTER_RESOURCE_KEY}.config"
+    return {
+        "ops.quests_window.config.rows": "--rows",
+        "ops.quests_window.config.seed": "--seed",
+        "ops.ad_relevance_model.config.epochs": "--epochs",
+        "ops.ad_relevance_model.config.model_name": "--model-name",
+        "ops.ad_relevance_model.config.batch_size": "--batch-size",
+        "ops.ad_relevance_model.config.learning_rate": "--learning-rate",
+        "ops.ad_relevance_model.config.window_days": "--window-days",
+        "ops.ad_relevance_model.config.embedding_dim": "--embedding-dim",
+        f"{cluster}.workers": "--workers",
+        f"{cluster}.gpu_pool": "--gpu-type",
+        f"{cluster}.gpus_per_worker": "--gpus-per-worker",
+        f"{cluster}.cpus_per_worker": "--cpus",
+        f"{cluster}.memory_per_worker": "--memory",
+    }
+
+
+def metric_keys() -> dict[str, tuple[str, ...]]:
+    """Metadata keys the summary looks for, in order of preference, whatever asset reports them."""
+    from discord_ml_platform.ads.params import MetadataKey
+
+    return {
+        MetadataKey.AUC: (MetadataKey.AUC, "val_auc", "test_auc", "holdout_auc"),
+        MetadataKey.CEILING_AUC: (MetadataKey.CEILING_AUC, "val_ceiling_auc"),
+        MetadataKey.LOGLOSS: (MetadataKey.LOGLOSS, "val_logloss", "test_logloss"),
+    }
+
 
 app = typer.Typer(
     help="Run the project's Dagster jobs in this process (recorded in $DAGSTER_HOME for `dagster dev`).",
@@ -118,9 +130,11 @@ def load_code_location() -> Any:
 
 def build_run_config(window: dict[str, Any], training: dict[str, Any], cluster: dict[str, Any]) -> dict[str, Any]:
     """The run config of ``ad_relevance_training``: window and training op configs, the cluster shape."""
+    from discord_ml_platform.spec.labels import CLUSTER_RESOURCE_KEY
+
     return {
         "ops": {"quests_window": {"config": window}, "ad_relevance_model": {"config": training}},
-        "resources": {CLUSTER_RESOURCE: {"config": cluster}},
+        "resources": {CLUSTER_RESOURCE_KEY: {"config": cluster}},
         "loggers": {"console": {"config": {"log_level": "INFO"}}},
     }
 
@@ -131,10 +145,13 @@ def check_run_config(definitions: Any, run_config: dict[str, Any]) -> None:
     Raises:
         UsageProblem: one ``--flag: problem`` line per invalid value.
     """
-    resource = definitions.resources[CLUSTER_RESOURCE]
+    from discord_ml_platform.spec.labels import CLUSTER_RESOURCE_KEY
+
+    resource = definitions.resources[CLUSTER_RESOURCE_KEY]
     problems = resource.check_run_config(run_config)
     if problems:
-        raise UsageProblem("\n".join(f"{CONFIG_FLAGS.get(path, path)}: {message}" for path, message in problems))
+        flags = config_flags()
+        raise UsageProblem("\n".join(f"{flags.get(path, path)}: {message}" for path, message in problems))
 
 
 def materializations(result: Any) -> dict[str, dict[str, Any]]:
@@ -154,7 +171,7 @@ def key_metrics(assets: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """AUC, ceiling AUC and logloss (the evaluation's first, then any asset's), and rows scored."""
     metrics: dict[str, Any] = {}
     ordered = sorted(assets.items(), key=lambda item: "evaluation" not in item[0])
-    for name, keys in METRIC_KEYS.items():
+    for name, keys in metric_keys().items():
         metrics[name] = next((md[k] for _, md in ordered for k in keys if k in md), None)
     scores = assets.get("ad_relevance_scores", {})
     metrics["rows_scored"] = next((scores[k] for k in ("rows_scored", "rows", "num_rows") if k in scores), None)

@@ -10,26 +10,24 @@ header, which stops DNS rebinding, and starting it without them is refused.
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from discord_ml_platform.cli.backend_choice import (
+    BACKENDS,
     BackendChoice,
     ContextOpt,
     KubeconfigOpt,
     choose_backend,
     open_backend,
 )
-from discord_ml_platform.cli.errors import CliError, UsageProblem, config_problem
+from discord_ml_platform.cli.errors import UsageProblem
 from discord_ml_platform.cli.output import stderr
 from discord_ml_platform.cli.settings import cli_platform
 
 if TYPE_CHECKING:
     from discord_ml_platform.backends import ClusterBackend
-    from discord_ml_platform.platform import Platform
 
 EPILOG = (
     "Mutating actions (delete, notebooks) and reading job logs, Ray jobs and notebooks need $DMP_XRAY_TOKEN "
@@ -42,30 +40,6 @@ EPILOG = (
     "  DMP_XRAY_TOKEN=$(openssl rand -hex 24) dmp xray --backend kuberay --backend local --port 8080\n\n"
     "  DMP_XRAY_ALLOWED_HOSTS=xray.example.com dmp xray --host 0.0.0.0 --backend kuberay --namespace ray"
 )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _open(choice: BackendChoice, platform: Platform, namespace: str | None) -> ClusterBackend:
-    """The chosen backend; kuberay limited to ``namespace`` when one is given (else every namespace)."""
-    if namespace is None or choice.name != "kuberay":
-        return open_backend(choice, platform)
-    from discord_ml_platform.spec import ConfigError
-
-    try:
-        chosen = platform.with_settings(backend=choice.name, kubeconfig=choice.kubeconfig, kube_context=choice.context)
-        return chosen.open_backend(namespace=namespace)
-    except ConfigError as err:
-        raise config_problem(err) from None
-    except ImportError as err:
-        raise CliError(f"the {choice.name} backend cannot be loaded: {err}", hint="use --backend local") from None
 
 
 def xray(
@@ -115,19 +89,19 @@ def xray(
     import uvicorn
 
     from discord_ml_platform.xray.app import create_app
-    from discord_ml_platform.xray.settings import LOOPBACK_HOSTS, XRaySettings, parse_allowed_hosts
+    from discord_ml_platform.xray.settings import XRaySettings, parse_allowed_hosts
 
     platform = cli_platform()
     names = list(dict.fromkeys(backend or []))
     for name in names:
-        if name not in ("local", "kuberay"):
-            raise UsageProblem(f"--backend: unknown backend {name!r}; allowed: local, kuberay")
-    if not names:
-        auto = choose_backend(None, kubeconfig, context, platform=platform)
-        names = ["kuberay", "local"] if auto.name == "kuberay" else ["local"]
+        if name not in BACKENDS:
+            raise UsageProblem(f"--backend: unknown backend {name!r}; allowed: {', '.join(BACKENDS)}")
+    # Without --backend: kuberay when a kubeconfig's API server answers (checked once, here), and local.
+    detected = None if names else choose_backend(None, kubeconfig, context, platform=platform)
     try:
         settings = XRaySettings.from_env(
             allowed_hosts=parse_allowed_hosts(allowed_host, "--allowed-host") if allowed_host else None,
+            listen_host=host,
             dagster_url=dagster_url,
             refresh_s=refresh,
             platform_config=platform.config,
@@ -136,19 +110,21 @@ def xray(
         )
     except ValueError as bad:
         raise UsageProblem(str(bad)) from None
-    if settings.allowed_hosts is None and not _is_loopback(host):
+    if settings.allowed_hosts is None and settings.listens_beyond_loopback:
         raise UsageProblem(
             f"--host {host} listens beyond loopback, so X-Ray must know the names clients reach it by: "
             "set $DMP_XRAY_ALLOWED_HOSTS (comma-separated, e.g. xray.example.com,xray.dmp-system.svc) or pass "
             "--allowed-host; any other Host header is refused (a DNS-rebinding page could read the dashboard)"
         )
-    if settings.allowed_hosts is None and host not in LOOPBACK_HOSTS:  # e.g. --host 127.0.0.2
-        settings = dataclasses.replace(settings, allowed_hosts=(*LOOPBACK_HOSTS, *parse_allowed_hosts(host)))
-    choices = [choose_backend(name, kubeconfig, context, platform=platform) for name in names]
-    backends = {}
+    if detected is None:
+        choices = [choose_backend(name, kubeconfig, context, platform=platform) for name in names]
+    else:
+        choices = [detected, *([BackendChoice("local", "default")] if detected.name == "kuberay" else [])]
+    backends: dict[str, ClusterBackend] = {}
     try:
         for choice in choices:
-            backends[choice.name] = _open(choice, platform, namespace)
+            # Kuberay limited to --namespace when one is given (a Role in one namespace), else every one.
+            backends[choice.name] = open_backend(choice, platform, namespace=namespace)
         err = stderr()
         shown = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
         mode = (
@@ -158,7 +134,7 @@ def xray(
         )
         err.print(f"X-Ray on {shown} ({', '.join(backends)}; {mode}); API docs at {shown}/api/docs")
         err.print(f"Allowed Host names: {', '.join(settings.trusted_hosts)}")
-        if settings.writes_enabled and not _is_loopback(host):
+        if settings.writes_enabled and settings.listens_beyond_loopback:
             err.print("[yellow]warning: listening beyond loopback without TLS; put it behind an HTTPS proxy[/]")
         # The app's shutdown waits for listings in flight, so closing the clients afterwards is safe.
         uvicorn.run(create_app(settings, backends), host=host, port=port, log_level=log_level)

@@ -67,7 +67,6 @@ class Metric:
     """Metrics the driver reported for one step of its work (an ``epoch_metrics`` Pipes message)."""
 
     values: Mapping[str, int | float | str]
-    kind: str = "epoch_metrics"
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,6 @@ class AttemptFailed:
     attempt: int
     attempts_allowed: int
     reason: str
-    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,7 +83,6 @@ class Notice:
     """Something a person should know that is not the job's own output."""
 
     message: str
-    level: str = "warning"
 
 
 @dataclass(frozen=True)

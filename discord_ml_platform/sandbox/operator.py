@@ -265,6 +265,7 @@ class SandboxOperator:
                 rec.stop_local()
                 rec.join(30)
                 rec.stop_local()
+                rec.forget_logs()  # its pods go with the RayCluster: before it is gone, not after
             elif fallback is not None:  # e.g. deleted while this operator was down
                 handle = ClusterHandle(objs.local_name(fallback), "local", "local")
                 self._local(objs.auth_mode(fallback)).delete(handle)

@@ -36,7 +36,26 @@ UNSCHEDULABLE_MESSAGE = (
     "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available: "
     "3 No preemption victims found for incoming pod."
 )
-READINESS_FAILURE_THRESHOLD = 3  # Kubernetes' default failureThreshold
+# The readiness probe KubeRay v1 injects into a Ray container that has none (initLivenessAndReadinessProbe;
+# DefaultReadinessProbe* and DefaultHeadReadinessProbeTimeoutSeconds in its utils/constant.go): the head
+# checks its raylet and GCS through the dashboard agent and the dashboard.
+KUBERAY_READINESS_PROBE: dict[str, Any] = {
+    "exec": {
+        "command": [
+            "bash",
+            "-c",
+            "wget -T 2 -q -O- http://localhost:52365/api/local_raylet_healthz | grep success && "
+            "wget -T 2 -q -O- http://localhost:8265/api/gcs_healthz | grep success",
+        ]
+    },
+    "initialDelaySeconds": 10,
+    "timeoutSeconds": 5,
+    "periodSeconds": 5,
+    "successThreshold": 1,
+    "failureThreshold": 10,
+}
+# What the API server defaults a probe's failureThreshold to when it sets none.
+KUBERNETES_FAILURE_THRESHOLD = 3
 READINESS_MESSAGE = (
     "Readiness probe failed: failed to check the Ray health endpoint: Get "
     '"http://127.0.0.1:52365/api/local_raylet_healthz": dial tcp 127.0.0.1:52365: connect: connection refused'
@@ -240,14 +259,18 @@ class ClusterReconciler:
             ),
         )
         head_template = ((rc.get("spec") or {}).get("headGroupSpec") or {}).get("template") or {}
-        self.head_pod = api.create_pod(objs.build_pod(rc, head_template, "head", objs.HEAD_GROUP))
+        self.head_pod = api.create_pod(
+            _with_readiness_probe(objs.build_pod(rc, head_template, "head", objs.HEAD_GROUP))
+        )
         api.event(
             rc, "CreatedHeadPod", f"Created head Pod {self.key.split('/')[0]}/{self.head_pod['metadata']['name']}"
         )
         for group in objs.worker_groups(rc):
             for _ in range(int(group.get("replicas") or 0)):
                 self._check()
-                pod = api.create_pod(objs.build_pod(rc, group.get("template") or {}, "worker", group["groupName"]))
+                pod = api.create_pod(
+                    _with_readiness_probe(objs.build_pod(rc, group.get("template") or {}, "worker", group["groupName"]))
+                )
                 self.worker_pods.append(pod)
                 api.event(
                     rc,
@@ -307,10 +330,12 @@ class ClusterReconciler:
         assert pod is not None
         name, ns = pod["metadata"]["name"], pod["metadata"]["namespace"]
         container = objs.HEAD_CONTAINER
-        crash_log = HEAD_CRASH_LOG.get(kind, "")
+        crash_log = HEAD_CRASH_LOG[kind]
         if kind == "readiness-probe":
             self._log(ns, name, container, crash_log)
-            for count in range(1, READINESS_FAILURE_THRESHOLD + 1):
+            # As a kubelet: one failure per period, aggregated into one event whose count grows, until
+            # the probe's failureThreshold failures in a row leave the pod unready (it stays Running).
+            for count in range(1, _readiness_failure_threshold(pod) + 1):
                 self._check()
                 api.event(pod, "Unhealthy", READINESS_MESSAGE, warning=True, component="kubelet", count=count)
                 self._sleep(0.2)
@@ -332,6 +357,13 @@ class ClusterReconciler:
     def _log(self, namespace: str, pod: str, container: str, text: str, *, previous: bool = False) -> None:
         if self.pod_logs is not None:
             self.pod_logs.write(namespace, pod, container, text, previous=previous)
+
+    def forget_logs(self) -> None:
+        """Drop the container logs of this cluster's pods, as a kubelet does when they are deleted."""
+        if self.pod_logs is not None:
+            for pod in (self.head_pod, *self.worker_pods):
+                if pod is not None:
+                    self.pod_logs.forget(pod["metadata"]["namespace"], pod["metadata"]["name"])
 
     def _fail_image_pull(self, pod: objs.Obj) -> None:
         api = self.api
@@ -418,6 +450,22 @@ class ClusterReconciler:
                     (False, "RayClusterPodsProvisioning", "RayCluster Pods are being provisioned"),
                 ),
             )
+
+
+def _with_readiness_probe(pod: objs.Obj) -> objs.Obj:
+    """``pod`` with KubeRay's readiness probe on its Ray container (the first) unless it has its own."""
+    containers = (pod.get("spec") or {}).get("containers") or []
+    if containers and not containers[0].get("readinessProbe"):
+        ray = {**containers[0], "readinessProbe": dict(KUBERAY_READINESS_PROBE)}
+        pod = {**pod, "spec": {**pod["spec"], "containers": [ray, *containers[1:]]}}
+    return pod
+
+
+def _readiness_failure_threshold(pod: objs.Obj) -> int:
+    """The Ray container's ``readinessProbe.failureThreshold``, defaulted as the API server does."""
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    probe = containers[0].get("readinessProbe") or {}
+    return int(probe.get("failureThreshold") or KUBERNETES_FAILURE_THRESHOLD)
 
 
 def _images(pod: objs.Obj) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from discord_ml_platform.spec import ClusterSpec
 from discord_ml_platform.spec.labels import OWNER, RUN_ID, TEAM
-from discord_ml_platform.spec.render import HEAD_CONTAINER as RENDERED_HEAD_CONTAINER
+from discord_ml_platform.spec.render import HEAD_CONTAINER
 
 Obj = dict[str, Any]
 
@@ -45,13 +45,14 @@ def short_hash() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(5))
 
 
-def owner_reference(rc: Obj) -> Obj:
-    """A controller reference to the RayCluster (garbage collection follows it)."""
+def controller_reference(owner: Obj) -> Obj:
+    """A controller reference to ``owner`` (an object as the API returns it, with its ``apiVersion`` and
+    ``kind``): garbage collection follows it."""
     return {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayCluster",
-        "name": rc["metadata"]["name"],
-        "uid": rc["metadata"]["uid"],
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
         "controller": True,
         "blockOwnerDeletion": True,
     }
@@ -85,7 +86,7 @@ def build_pod(rc: Obj, template: Obj, node_type: str, group: str) -> Obj:
             "namespace": rc["metadata"]["namespace"],
             "labels": ray_labels(rc, template, node_type, group),
             "annotations": {RAYCLUSTER_ANNOTATION: name},
-            "ownerReferences": [owner_reference(rc)],
+            "ownerReferences": [controller_reference(rc)],
         },
         "spec": dict(template.get("spec") or {}),
     }
@@ -111,7 +112,7 @@ def build_head_service(rc: Obj, ports: dict[str, int]) -> Obj:
                 "app.kubernetes.io/name": "kuberay",
                 CREATED_BY_KEY: CREATED_BY,
             },
-            "ownerReferences": [owner_reference(rc)],
+            "ownerReferences": [controller_reference(rc)],
         },
         "spec": {
             "type": "ClusterIP",
@@ -205,7 +206,6 @@ def pod_status_image_pull(pod: Obj, reason: str, message: str) -> Obj:
     }
 
 
-HEAD_CONTAINER = RENDERED_HEAD_CONTAINER
 # kind of OperatorFaults.head_failure -> (reason, exit code) of the terminated container.
 _TERMINATIONS = {"crash-loop": ("Error", 1), "oom-killed": ("OOMKilled", 137), "error": ("Error", 1)}
 

@@ -46,6 +46,7 @@ import yaml
 from discord_ml_platform.backends.kuberay_retry import status_code
 from discord_ml_platform.backends.kuberay_status import default_endpoint_resolver
 from discord_ml_platform.backends.kuberay_watch import ResourceWatch
+from discord_ml_platform.spec.labels import ORIGIN_CRD_LABEL, ORIGIN_NAME_LABEL, ORIGIN_RAYJOB
 
 from . import operator_objects as objs
 from .faults import OperatorFaults, operator_faults_for
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayjobs"
 RC_PLURAL = "rayclusters"
 DELETE_RAYJOB_ENV = "DELETE_RAYJOB_CR_AFTER_JOB_FINISHES"
-ORIGIN_CRD_LABEL, ORIGIN_NAME_LABEL = "ray.io/originated-from-crd", "ray.io/originated-from-cr-name"
 FAILING_ENTRYPOINT = "python -c \"import sys; print('sandbox fault: job_fails'); sys.exit(1)\""
 TERMINAL_DEPLOYMENT = ("Complete", "Failed", "ValidationFailed")
 TERMINAL_JOB = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -84,23 +84,11 @@ def generated_name(name: str) -> str:
     return f"{name[:41].rstrip('-')}-{objs.short_hash()}"
 
 
-def owner_reference(rayjob: objs.Obj) -> objs.Obj:
-    """A controller reference to the RayJob (garbage collection follows it)."""
-    return {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayJob",
-        "name": rayjob["metadata"]["name"],
-        "uid": rayjob["metadata"]["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
 def build_raycluster(rayjob: objs.Obj, cluster_name: str) -> objs.Obj:
     """The RayCluster of a RayJob: its ``rayClusterSpec``, labels and annotations, owned by it."""
     meta = rayjob["metadata"]
     labels = dict(meta.get("labels") or {})
-    labels.update({ORIGIN_CRD_LABEL: "RayJob", ORIGIN_NAME_LABEL: meta["name"]})
+    labels.update({ORIGIN_CRD_LABEL: ORIGIN_RAYJOB, ORIGIN_NAME_LABEL: meta["name"]})
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
@@ -109,7 +97,7 @@ def build_raycluster(rayjob: objs.Obj, cluster_name: str) -> objs.Obj:
             "namespace": meta["namespace"],
             "labels": labels,
             "annotations": dict(meta.get("annotations") or {}),
-            "ownerReferences": [owner_reference(rayjob)],
+            "ownerReferences": [objs.controller_reference(rayjob)],
         },
         "spec": dict((rayjob.get("spec") or {}).get("rayClusterSpec") or {}),
     }

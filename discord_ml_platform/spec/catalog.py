@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from discord_ml_platform.spec.errors import ConfigError, format_validation_error
+from discord_ml_platform.spec.images import check_image_reference
 from discord_ml_platform.spec.quantities import QuantityError, parse_quantity
 from discord_ml_platform.spec.yamldoc import load_mapping, reject_unknown_keys, require_mapping
 
@@ -74,10 +75,25 @@ class GpuType(BaseModel):
             raise ValueError(str(err)) from None
         return value
 
+    @field_validator("image")
+    @classmethod
+    def _image_reference(cls, image: str | None) -> str | None:
+        # Checked when the catalog loads, so a typo names its pool's key, not every cluster on it later.
+        return None if image is None else check_image_reference(image)
+
     @property
     def has_gpus(self) -> bool:
         """True for accelerator pools."""
         return self.resource_name is not None and self.max_gpus_per_node > 0
+
+    def cluster_price(self, workers: int, gpus_per_worker: int) -> float:
+        """Price per hour of a cluster on this pool with ``workers`` workers of ``gpus_per_worker`` GPUs.
+
+        A GPU pool bills its GPUs (the head holds none); a CPU pool bills its nodes, head included.
+        """
+        if self.has_gpus:
+            return self.hourly_price_usd * (workers * gpus_per_worker)
+        return self.hourly_price_usd * (workers + 1)
 
 
 def _nvidia(name: str, product: str, gpu_memory_gib: int, cpus: float, memory: str, price: float) -> GpuType:

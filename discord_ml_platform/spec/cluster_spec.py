@@ -100,19 +100,20 @@ class ClusterSpec(BaseModel):
             )
         return name
 
-    @field_validator("namespace")
+    @field_validator("gpu_type")
     @classmethod
-    def _namespace_is_dns_label(cls, namespace: str) -> str:
-        if len(namespace) > 63 or not DNS_1123_LABEL.match(namespace):
-            raise ValueError(f"namespace {namespace!r} must be a DNS-1123 label of at most 63 characters")
-        return namespace
+    def _gpu_type_in_catalog(cls, gpu_type: str, info: ValidationInfo) -> str:
+        # A field check (not only the pool check below) so an unknown pool is reported together with
+        # every other bad field, under its own name.
+        catalog_from(info).get(gpu_type)
+        return gpu_type
 
-    @field_validator("deployment")
+    @field_validator("namespace", "deployment")
     @classmethod
-    def _deployment_is_dns_label(cls, deployment: str) -> str:
-        if len(deployment) > 63 or not DNS_1123_LABEL.match(deployment):
-            raise ValueError(f"deployment {deployment!r} must be a DNS-1123 label of at most 63 characters")
-        return deployment
+    def _is_dns_label(cls, value: str, info: ValidationInfo) -> str:
+        if len(value) > 63 or not DNS_1123_LABEL.match(value):
+            raise ValueError(f"{info.field_name} {value!r} must be a DNS-1123 label of at most 63 characters")
+        return value
 
     @field_validator("memory_per_worker", "head_memory", "object_store_memory")
     @classmethod
@@ -192,7 +193,4 @@ class ClusterSpec(BaseModel):
 
     def hourly_price(self, catalog: GpuCatalog = DEFAULT_CATALOG) -> float:
         """Estimated price per hour of the whole cluster from the catalog."""
-        gpu = self.gpu(catalog)
-        if gpu.has_gpus:
-            return gpu.hourly_price_usd * self.total_gpus
-        return gpu.hourly_price_usd * (self.workers + 1)
+        return self.gpu(catalog).cluster_price(self.workers, self.gpus_per_worker)

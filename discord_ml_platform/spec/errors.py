@@ -184,8 +184,6 @@ def validation_problems(err: ValidationError, fields: Iterable[str] = ()) -> lis
         match = _LEADING_FIELD.match(message)
         if match and match["field"] in known:
             problems.append(FieldProblem(match["field"], match["rest"]))
-        elif message.startswith("unknown gpu_type"):
-            problems.append(FieldProblem("gpu_type", message))
         else:
             problems.append(FieldProblem("", message))
     return problems

@@ -27,10 +27,17 @@ EXPIRES_AT = f"{PREFIX}/expires-at"
 # deployments can share a namespace without deleting each other's clusters.
 DEPLOYMENT = f"{PREFIX}/deployment"
 DEFAULT_DEPLOYMENT = "default"
+# KubeRay's labels on the RayCluster it creates for a RayJob: the kind of its creator (value
+# ``ORIGIN_RAYJOB``) and the RayJob's name. Such a cluster is its RayJob's to delete, never a sweeper's.
+ORIGIN_CRD_LABEL, ORIGIN_NAME_LABEL = "ray.io/originated-from-crd", "ray.io/originated-from-cr-name"
+ORIGIN_RAYJOB = "RayJob"
 
 # Dagster run tag naming the GPU pool a run's cluster uses: what the run coordinator's per-pool
 # limits count (dagster.yaml). Set from the run config by every launcher.
 GPU_POOL_RUN_TAG = "dmp/gpu-pool"
+# Resource key of the Dagster code location's Ray cluster resource: where a run config sets the
+# cluster's shape (``resources.ray_cluster.config``), for the code location and ``dmp run`` alike.
+CLUSTER_RESOURCE_KEY = "ray_cluster"
 
 MAX_VALUE = 63
 _VALID_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")

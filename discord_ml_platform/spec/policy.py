@@ -23,6 +23,7 @@ from discord_ml_platform.spec.errors import (
     format_validation_error,
     shown,
 )
+from discord_ml_platform.spec.images import IMAGE_REFERENCE_WORDS, is_image_reference
 from discord_ml_platform.spec.labels import MANAGED_BY, PREFIX
 from discord_ml_platform.spec.quantities import QuantityError, quantity_to_bytes
 from discord_ml_platform.spec.yamldoc import load_mapping
@@ -39,15 +40,6 @@ RESERVED_LABELS_WORDS = f"{PREFIX}/*, {MANAGED_BY}, ray.io/*"
 # A label value longer than a DNS name is no label but a document; values are shortened to 63
 # characters (with a hash) when rendered, so a longer one is refused rather than silently cut.
 MAX_LABEL_VALUE_CHARS = 253
-# An image reference as Docker's distribution/reference grammar has it: [host[:port]/]path[:tag][@digest].
-_IMAGE_REFERENCE = re.compile(
-    r"^(?:(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])(?:\.(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]))*"
-    r"(?::[0-9]+)?/)?"
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
-    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,})?$"
-)
-MAX_IMAGE_CHARS = 512
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # ASCII digits only ([0-9], not \d, which also matches other scripts' digits).
@@ -367,19 +359,12 @@ def _label_violations(labels: dict[str, str]) -> list[Violation]:
 
 
 def _image_violations(image: str, policy: SecurityPolicy) -> list[Violation]:
-    if len(image) <= MAX_IMAGE_CHARS and _IMAGE_REFERENCE.match(image):
-        if policy.allowed_image_prefixes is not None and not image.startswith(policy.allowed_image_prefixes):
-            prefixes = ", ".join(policy.allowed_image_prefixes)
-            return [Violation("image", image, f"an image starting with one of {prefixes}")]
-        return []
-    return [
-        Violation(
-            "image",
-            image,
-            f"an image reference [registry/]repository[:tag][@digest] of at most {MAX_IMAGE_CHARS} characters, "
-            "e.g. rayproject/ray:2.60.0-py311-cpu",
-        )
-    ]
+    if not is_image_reference(image):
+        return [Violation("image", image, IMAGE_REFERENCE_WORDS)]
+    if policy.allowed_image_prefixes is not None and not image.startswith(policy.allowed_image_prefixes):
+        prefixes = ", ".join(policy.allowed_image_prefixes)
+        return [Violation("image", image, f"an image starting with one of {prefixes}")]
+    return []
 
 
 def _memory_violations(spec: ClusterSpec, policy: SecurityPolicy) -> list[Violation]:

@@ -38,7 +38,7 @@ def default_launchers(backends: Mapping[str, ClusterBackend], settings: XRaySett
     """JupyterLab as a local process for ``local``, as a pod beside the cluster for ``kuberay``.
 
     A notebook pod runs ``settings.notebook_image`` when set, else the cluster's own image, else
-    the platform's CPU image (``settings.platform_config.images.cpu``).
+    the image of the ``cpu`` pool it runs on (the pool's own, else the platform's CPU image).
     """
     from discord_ml_platform.xray.notebook_local import LocalProcessLauncher
 

@@ -157,15 +157,6 @@ def render_notebook_pod(
     }
 
 
-def image_of_raycluster(raycluster: Mapping[str, Any]) -> str | None:
-    """The image of a RayCluster's head container (the Ray container of the head group)."""
-    head = (raycluster.get("spec") or {}).get("headGroupSpec") or {}
-    containers = ((head.get("template") or {}).get("spec") or {}).get("containers") or []
-    images = [c.get("image") for c in containers if isinstance(c, Mapping) and c.get("image")]
-    named = [c.get("image") for c in containers if isinstance(c, Mapping) and c.get("name") == "ray-head"]
-    return str((named or images or [None])[0] or "") or None
-
-
 def notebook_image(configured: str | None, cluster_image: str | None, platform_config: PlatformConfig) -> str:
     """The image of a cluster's notebook pod.
 
@@ -173,9 +164,14 @@ def notebook_image(configured: str | None, cluster_image: str | None, platform_c
         configured: ``DMP_XRAY_NOTEBOOK_IMAGE`` (``settings.notebook_image``), which wins when set.
         cluster_image: The image the cluster runs: it has Ray of the cluster's version and the
             workload's code, so the notebook's driver matches the cluster.
-        platform_config: Its CPU image is the fallback (the pod runs on the ``cpu`` pool).
+        platform_config: The fallback is the image of its ``cpu`` pool, where the pod runs (the
+            pool's own image, else the platform's CPU image).
     """
-    return configured or cluster_image or platform_config.images.cpu
+    chosen = configured or cluster_image
+    if chosen:
+        return chosen
+    pool = platform_config.catalog.types.get("cpu")
+    return platform_config.images.for_pool(pool) if pool is not None else platform_config.images.cpu
 
 
 def in_cluster_ray_address(info: ClusterInfo) -> str:
@@ -195,7 +191,7 @@ class PodNotebookLauncher:
     Args:
         backend: A backend with an ``api_client`` (the kuberay backend has one).
         image: Notebook image for every cluster; default (``None``) each cluster's own image, else
-            the platform's CPU image (see :func:`notebook_image`).
+            the ``cpu`` pool's image (see :func:`notebook_image`).
         platform_config: Policy, catalog and images for the pod.
         auth_mode: ``RAY_AUTH_MODE`` of the notebooks' Ray clients; default the policy's.
     """
@@ -215,29 +211,21 @@ class PodNotebookLauncher:
         if api_client is None:
             raise NotebookError(f"backend {backend.name!r} has no Kubernetes client for notebook pods")
         self.core = client.CoreV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
         self.image = image
         self.platform_config = platform_config
         self.auth_mode = auth_mode
 
     def cluster_image(self, info: ClusterInfo) -> str | None:
-        """The image ``info``'s cluster runs: from what its backend reported, else from its RayCluster.
+        """The image ``info``'s cluster runs, as its backend reported it (a kept spec's, else the
+        kuberay backend's ``details["image"]``, read off the head's Ray container).
 
-        ``None`` when neither tells (the RayCluster cannot be read): the platform's image is used.
+        ``None`` when it does not tell: the platform's image is used.
         """
         details: Mapping[str, Any] = info.details if isinstance(info.details, Mapping) else {}
         kept = details.get("spec")
         if isinstance(kept, Mapping) and kept.get("image"):
             return str(kept["image"])
-        if details.get("image"):  # the kuberay backend reads it off the head's container
-            return str(details["image"])
-        try:
-            raycluster = self.custom.get_namespaced_custom_object(
-                "ray.io", "v1", info.handle.namespace, "rayclusters", info.handle.name, _request_timeout=(5, 10)
-            )
-        except Exception:  # unreadable (RBAC, a blip): the platform's image still runs a notebook
-            return None
-        return image_of_raycluster(raycluster) if isinstance(raycluster, Mapping) else None
+        return str(details["image"]) if details.get("image") else None
 
     def launch(self, info: ClusterInfo, token: str, idle_timeout_s: int) -> NotebookRecord:
         """Create the Secret and the pod (replacing a finished pod of the same name).

@@ -5,8 +5,9 @@ catalog in effect, ``settings.platform_config``), as ``dmp cluster list``'s do, 
 disagree. Cost so far is the hourly price times the hours since the cluster was created.
 
 One cluster never blinds the dashboard: a view that cannot be built is logged and shown flagged
-(its phase says why), and a listing that fails in the background is logged and reported with the
-listing's backend errors, while the last good views stay on screen.
+(built from the core's fallback row; its phase says why), and a listing that fails in the
+background is logged and reported with the listing's backend errors, while the last good views
+stay on screen.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from discord_ml_platform.backends import ClusterBackend, ClusterInfo
-from discord_ml_platform.fleet import cost_so_far, display_cells, human_duration, safe_cluster_row
+from discord_ml_platform.fleet import cost_so_far, display_cells, fallback_row, safe_cluster_row
 from discord_ml_platform.xray.models import (
     BackendError,
     ClusterDetail,
@@ -195,8 +196,7 @@ class ClusterService:
                 # Views are built here, once per listing (in the background thread when revalidating),
                 # so a request only filters and serializes. Ages and costs are as of the listing.
                 now = datetime.now(UTC)
-                built = (v for v in (self._safe_view(i, now) for i in infos) if v is not None)
-                views = sorted(built, key=lambda v: (v.backend, v.namespace, v.name))
+                views = sorted((self.view(i, now) for i in infos), key=lambda v: (v.backend, v.namespace, v.name))
             except Exception as err:  # a bug here must neither kill the refresh thread nor answer 500
                 log.exception("listing clusters failed")
                 now = datetime.now(UTC)
@@ -209,18 +209,15 @@ class ClusterService:
             self._generation += 1
             return self._snapshot
 
-    def _background_refresh(self, seen_generation: int) -> None:
-        """:meth:`_refresh` for the revalidating thread: whatever happens is logged, never lost."""
-        try:
-            self._refresh(seen_generation)
-        except Exception:
-            log.exception("background refresh of the cluster listing failed")
-
     def _refresh_in_background(self) -> None:
         if self._refresh_lock.locked():
             return
         threading.Thread(
-            target=self._background_refresh, args=(self._generation,), name="xray-list-refresh", daemon=True
+            # _refresh catches and reports what a listing raises: nothing is left for the thread to lose.
+            target=self._refresh,
+            args=(self._generation,),
+            name="xray-list-refresh",
+            daemon=True,
         ).start()
 
     def wait_idle(self, timeout_s: float = 30.0) -> bool:
@@ -241,34 +238,36 @@ class ClusterService:
         snap = self._current()
         return snap.views, snap.errors, snap.at
 
-    def _safe_view(self, info: ClusterInfo, now: datetime) -> ClusterView | None:
-        """:meth:`view`, or a flagged view when building it fails (logged); ``None`` only when not
-        even the cluster's name can be shown."""
+    def view(self, info: ClusterInfo, now: datetime | None = None) -> ClusterView:
+        """The list's view of one cluster; never fails on what the cluster holds.
+
+        What cannot be read of it is named in its phase; a view that cannot be built at all is
+        logged and shown flagged: its name and status from the core's fallback row, and why.
+        """
+        now = now or datetime.now(UTC)
         try:
-            return self.view(info, now)
+            row = safe_cluster_row(info, self.settings.platform_config.catalog, now)
+            phase = phase_of(info) + (f" [{'; '.join(row['problems'])}]" if row["problems"] else "")
+            return self._view_of(row, phase, now)
         except Exception as err:
             log.exception("building the view of cluster %s failed", _describe(info))
-            try:
-                return _flagged_view(info, f"could not show this cluster: {type(err).__name__}: {err}", now)
-            except Exception:
-                log.exception("cluster %s left out of the listing", _describe(info))
-                return None
+            problem = f"could not show this cluster: {type(err).__name__}: {err}"
+            return self._view_of(fallback_row(info, problem, now), problem, now, machine="?")
 
-    def view(self, info: ClusterInfo, now: datetime | None = None) -> ClusterView:
-        """The list's view of one cluster (what cannot be read of it is named in its phase)."""
-        now = now or datetime.now(UTC)
-        row = display_cells(safe_cluster_row(info, self.settings.platform_config.catalog, now), now)
-        price = row["hourly_price_usd"]
-        cost = cost_so_far(row)
-        machine = f"{row['gpu_type'] or '?'}"
-        if row["gpus_per_worker"]:
-            machine += f" x {row['gpus_per_worker']}"
-        machine += f", workers {row['ready_workers']}/{row['desired_workers']}"
+    def _view_of(self, row: Mapping[str, Any], phase: str, now: datetime, machine: str | None = None) -> ClusterView:
+        """The view of a :func:`~discord_ml_platform.fleet.cluster_row` (``machine``: shown instead of
+        the hardware the row names)."""
+        cells = display_cells(row, now)
+        if machine is None:
+            machine = f"{row['gpu_type'] or '?'}"
+            if row["gpus_per_worker"]:
+                machine += f" x {row['gpus_per_worker']}"
+            machine += f", workers {row['ready_workers']}/{row['desired_workers']}"
         run_id = row["run_id"]
         run_url = None
         if run_id and self.settings.dagster_url:
             run_url = safe_http_url(f"{self.settings.dagster_url.rstrip('/')}/runs/{quote(run_id, safe='')}")
-        key = cluster_key(info)
+        key = f"{row['backend']}/{row['namespace']}/{row['name']}"
         return ClusterView(
             key=key,
             backend=row["backend"],
@@ -284,15 +283,15 @@ class ClusterService:
             desired_workers=row["desired_workers"],
             machine=machine,
             status=str(row["status"]),
-            phase=phase_of(info) + (f" [{'; '.join(row['problems'])}]" if row["problems"] else ""),
+            phase=phase,
             created_at=row["created_at"],
             age_seconds=row["age_seconds"],
-            age=row["age"],
+            age=cells["age"],
             expires_at=row["expires_at"],
-            expires=row["expires"],
+            expires=cells["expires"],
             expired=row["expired"],
-            hourly_price_usd=price,
-            cost_so_far_usd=cost,
+            hourly_price_usd=row["hourly_price_usd"],
+            cost_so_far_usd=cost_so_far(row),
             dashboard_url=safe_http_url(row["dashboard_url"]),
             dagster_run_url=run_url,
             detail_url="/clusters/" + "/".join(quote(p, safe="") for p in key.split("/")),
@@ -350,7 +349,7 @@ class ClusterService:
 
     def detail(self, info: ClusterInfo) -> ClusterDetail:
         """Spec summary, conditions and events of one cluster (entries that cannot be read are left out)."""
-        view = self._safe_view(info, datetime.now(UTC)) or _flagged_view(info, "could not show this cluster")
+        view = self.view(info)
         details: Mapping[str, Any] = info.details if isinstance(info.details, Mapping) else {}
         kept_spec = details.get("spec")
         kept: Mapping[str, Any] = kept_spec if isinstance(kept_spec, Mapping) else {}
@@ -395,28 +394,6 @@ class ClusterService:
 def _describe(info: ClusterInfo) -> str:
     handle = getattr(info, "handle", None)
     return f"{getattr(handle, 'backend', '?')}/{getattr(handle, 'namespace', '?')}/{getattr(handle, 'name', '?')}"
-
-
-def _flagged_view(info: ClusterInfo, problem: str, now: datetime | None = None) -> ClusterView:
-    """A cluster whose view could not be built: its name, its status, and why in its phase."""
-    now = now or datetime.now(UTC)
-    key = cluster_key(info)
-    created = info.created_at if isinstance(info.created_at, datetime) else now
-    created = created if created.tzinfo else created.replace(tzinfo=UTC)
-    age = max((now - created).total_seconds(), 0.0)
-    return ClusterView(
-        key=key,
-        backend=str(info.handle.backend),
-        name=str(info.handle.name),
-        namespace=str(info.handle.namespace),
-        machine="?",
-        status=str(info.status),
-        phase=problem,
-        created_at=created.isoformat(),
-        age_seconds=round(age, 1),
-        age=human_duration(age),
-        detail_url="/clusters/" + "/".join(quote(p, safe="") for p in key.split("/")),
-    )
 
 
 def _readable(build: Callable[[Mapping[str, Any]], _T], items: object) -> list[_T]:

@@ -24,6 +24,18 @@ DEFAULT_DAGSTER_URL = "http://localhost:3000"
 # The names a browser on the same machine uses for a loopback listener (Host header, port aside;
 # an IPv6 address keeps its brackets, as in the header).
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+DEFAULT_LISTEN_HOST = "127.0.0.1"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listener on ``host`` (a name or an address, IPv6 with or without brackets) is
+    reachable from this machine only: one of :data:`LOOPBACK_HOSTS` or any loopback address."""
+    if host.lower() in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_allowed_hosts(value: str | Iterable[str], source: str = ALLOWED_HOSTS_ENV) -> tuple[str, ...]:
@@ -75,7 +87,10 @@ class XRaySettings:
             everyone. Never rendered into a page or a response, never written to a log.
         allowed_hosts: Names a request's ``Host`` header may carry (``*.example.com`` for
             subdomains); others get 400, which stops DNS rebinding. ``None``: not configured, the
-            loopback names (``LOOPBACK_HOSTS``); ``dmp xray`` refuses a non-loopback listener then.
+            loopback names (see :attr:`trusted_hosts`); ``dmp xray`` refuses a non-loopback
+            listener then.
+        listen_host: The interface the server listens on (``dmp xray --host``); a loopback
+            address other than ``127.0.0.1`` is admitted as a Host name by default too.
         dagster_url: Base URL of the Dagster webserver; run links are ``<url>/runs/<run id>``.
         refresh_s: How often the list page refreshes itself (seconds).
         cache_ttl_s: How long one backend listing is reused as it is (0: list on every request).
@@ -86,7 +101,7 @@ class XRaySettings:
         reaper_interval_s: How often the reaper looks at notebooks.
         state_dir: Notebook records (and local notebooks' working dirs).
         notebook_image: Image of notebook pods on KubeRay; ``None``: the cluster's image, else
-            the platform's CPU image (``platform_config.images.cpu``).
+            the image of the ``cpu`` pool the pod runs on (``images.for_pool``).
         log_lines: Lines of log tail shown on a cluster page.
         delete_timeout_s: How long a delete waits for the cluster to be gone.
         platform_config: Catalog (prices), policy (pod security) and Ray images in effect; ``dmp
@@ -96,6 +111,7 @@ class XRaySettings:
 
     token: str | None = field(default=None, repr=False)
     allowed_hosts: tuple[str, ...] | None = None
+    listen_host: str = DEFAULT_LISTEN_HOST
     dagster_url: str = DEFAULT_DAGSTER_URL
     refresh_s: float = 10.0
     cache_ttl_s: float = 2.0
@@ -110,13 +126,24 @@ class XRaySettings:
     ray_auth_mode: str = "disabled"
 
     def __post_init__(self) -> None:
-        if self.allowed_hosts is not None:
-            object.__setattr__(self, "allowed_hosts", parse_allowed_hosts(self.allowed_hosts, "allowed_hosts"))
+        if self.allowed_hosts is not None:  # normalised (lower case, bracketed IPv6); none given is unset
+            hosts = parse_allowed_hosts(self.allowed_hosts, "allowed_hosts")
+            object.__setattr__(self, "allowed_hosts", hosts or None)
 
     @property
     def trusted_hosts(self) -> tuple[str, ...]:
-        """The hosts the app admits: :attr:`allowed_hosts`, or the loopback names when unset."""
-        return self.allowed_hosts or LOOPBACK_HOSTS
+        """The hosts the app admits: :attr:`allowed_hosts`; when unset, :data:`LOOPBACK_HOSTS` plus
+        the listen host when it is another loopback address (``--host 127.0.0.2``)."""
+        if self.allowed_hosts is not None:
+            return self.allowed_hosts
+        if self.listen_host in LOOPBACK_HOSTS or not is_loopback(self.listen_host):
+            return LOOPBACK_HOSTS
+        return tuple(dict.fromkeys((*LOOPBACK_HOSTS, *parse_allowed_hosts(self.listen_host, "listen_host"))))
+
+    @property
+    def listens_beyond_loopback(self) -> bool:
+        """Whether clients on other machines can reach the listener (``--host 0.0.0.0``)."""
+        return not is_loopback(self.listen_host)
 
     @property
     def writes_enabled(self) -> bool:

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from drivers import wait_for
-
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Variables that would make the CLI look at a real cluster or another config than the test's: every
 # platform setting (DMP_*: backend, kubeconfig, config file, images...) and the standard ones.
@@ -123,8 +121,3 @@ def processes_naming(marker: str) -> list[str]:
     from discord_ml_platform.backends.processes import live_command_lines
 
     return live_command_lines(marker)
-
-
-def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.2) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout_s`` passes."""
-    return wait_for(predicate, timeout_s, interval_s)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import CliTarget, cli_env, processes_naming
+from cli_helpers import CliTarget, cli_env, describe, processes_naming, run_dmp
 
 
 def _short_root() -> Path:
@@ -49,8 +49,6 @@ def _local_target() -> Iterator[CliTarget]:
 def _kuberay_target() -> Iterator[CliTarget]:
     import importlib.util
 
-    from cli_helpers import run_dmp
-
     if importlib.util.find_spec("discord_ml_platform.sandbox.runner") is None:
         pytest.skip("the sandbox with its KubeRay operator is not part of this checkout")
     root = _short_root()
@@ -68,6 +66,22 @@ def _kuberay_target() -> Iterator[CliTarget]:
         leaks = processes_naming(str(root / "r"))
         shutil.rmtree(root, ignore_errors=True)
         assert not leaks, f"CLI tests left Ray processes running: {leaks}"
+
+
+@pytest.fixture(scope="module")
+def kuberay_target() -> Iterator[CliTarget]:
+    """The kuberay backend through a kubeconfig that points at a fresh ``dmp sandbox up --api-only``
+    (no operator: clusters stay ``pending``), shared by one test module."""
+    root = _short_root()
+    env = cli_env(root)
+    up = run_dmp("sandbox", "up", "--fresh", "--api-only", env=env, timeout=60)
+    try:
+        assert up.returncode == 0, describe(up)
+        env["KUBECONFIG"] = up.stdout.strip().removeprefix("export KUBECONFIG=")
+        yield CliTarget("kuberay", root, env)
+    finally:
+        run_dmp("sandbox", "down", "--purge", env=env, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module", params=["local", "kuberay"])

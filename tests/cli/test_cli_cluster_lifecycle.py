@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from cli_helpers import CliTarget, alive, describe, processes_naming, wait_until
+from cli_helpers import CliTarget, alive, describe, processes_naming
+from drivers import wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
@@ -112,7 +113,7 @@ def test_sweep_deletes_expired_clusters_only(cli_target, cluster):
     pids, marker = cli_target.cluster_pids(short)
     row = next(r for r in cli_target.clusters() if r["name"] == short)
     expires = datetime.fromisoformat(row["expires_at"])
-    assert wait_until(lambda: datetime.now(UTC) > expires, timeout_s=30, interval_s=0.1)
+    assert wait_for(lambda: datetime.now(UTC) > expires, timeout_s=30, interval_s=0.1)
 
     planned = cli_target.json("cluster", "sweep", "--dry-run")
     assert [(r["name"], r["action"]) for r in planned] == [(short, "would delete")]
@@ -123,7 +124,7 @@ def test_sweep_deletes_expired_clusters_only(cli_target, cluster):
     assert [(r["name"], r["action"]) for r in swept] == [(short, "deleted")]
     names = [r["name"] for r in cli_target.clusters()]
     assert short not in names and NAME in names
-    assert wait_until(lambda: not alive(pids), timeout_s=15)
+    assert wait_for(lambda: not alive(pids), timeout_s=15)
     if marker:
         assert processes_naming(marker) == []
 
@@ -138,7 +139,7 @@ def test_sweep_leaves_another_deployments_clusters_to_their_own_sweeper(cli_targ
     row = next(r for r in cli_target.clusters() if r["name"] == name)
     assert row["labels"]["mlplatform.discord.com/deployment"] == "other-team"
     expires = datetime.fromisoformat(row["expires_at"])
-    assert wait_until(lambda: datetime.now(UTC) > expires, timeout_s=30, interval_s=0.1)
+    assert wait_for(lambda: datetime.now(UTC) > expires, timeout_s=30, interval_s=0.1)
 
     assert cli_target.json("cluster", "sweep", "--dry-run") == []  # not this deployment's
     planned = cli_target.json("cluster", "sweep", "--dry-run", "--all-deployments")
@@ -159,7 +160,7 @@ def test_delete_asks_unless_yes_then_stops_every_process(cli_target, cluster):
     deleted = cli_target.ok("cluster", "delete", NAME, "-y")
     assert f"deleted cluster {NAME}" in deleted.stdout
     assert cli_target.clusters() == []
-    assert wait_until(lambda: not alive(pids), timeout_s=15), alive(pids)
+    assert wait_for(lambda: not alive(pids), timeout_s=15), alive(pids)
     if marker:
         assert processes_naming(marker) == []
 

@@ -17,7 +17,7 @@ COMMANDS = [
     ["job", "submit"], ["job", "logs"], ["job", "status"], ["job", "stop"], ["job", "list"],
     ["gpus"], ["run", "ad-relevance"], ["sandbox", "up"], ["sandbox", "down"], ["sandbox", "status"],
 ]
-HEAVY_MODULES = ("ray", "dagster", "kubernetes", "torch", "pandas", "pyarrow", "pipelines", "resources")
+HEAVY_MODULES = ("ray", "dagster", "kubernetes", "torch", "pandas", "pyarrow", "pydantic", "pipelines", "resources")
 
 
 def test_top_level_help_starts_fast(env):

@@ -263,3 +263,27 @@ def test_the_command_after_dashes_is_passed_untouched(matrix_env: dict[str, str]
     assert outcome.exit_code == 0, outcome
     manifest = yaml.safe_load(outcome.stdout)
     assert manifest["spec"]["entrypoint"] == "python train.py --gpu-type l4 -- -x"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((*RAYJOB, "--entrypoint-num-cpus", "1", *COMMAND), "--entrypoint-num-cpus does not apply with --rayjob"),
+        ((*RAYJOB, "--working-dir", "{dir}", *COMMAND), "--working-dir does not apply with --rayjob"),
+        (("job", "submit", "--rayjob", "-c", "hidden", "-d", "{dir}", "--entrypoint-num-cpus", "0.5", *COMMAND),
+         "--working-dir, --entrypoint-num-cpus do not apply with --rayjob"),
+        ((*SUBMIT, "--ttl-seconds", "30", *COMMAND), "--ttl-seconds only applies with --rayjob"),
+        ((*SUBMIT, "--deadline-seconds", "60", "--workers", "1", *COMMAND),
+         "--workers, --deadline-seconds only apply with --rayjob"),
+    ],
+    ids=["rayjob-entrypoint-cpus", "rayjob-working-dir", "rayjob-both-no-dry-run", "ttl-seconds", "deadline-seconds"],
+)
+def test_a_flag_of_the_other_mode_is_refused_not_dropped(
+    matrix_env: dict[str, str], tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    """A flag the chosen mode would ignore (a RayJob reserves no driver CPUs and cannot read a local
+    directory; a job on an existing cluster has no TTL or deadline of its own) is a usage error,
+    before anything is provisioned or contacted."""
+    outcome = run_in_process(tuple(a.replace("{dir}", str(tmp_path)) for a in args), matrix_env)
+    assert outcome.exit_code == 2 and message in outcome.stderr, outcome
+    assert outcome.stdout == "" and not outcome.traceback

@@ -8,14 +8,11 @@ The full flow with jobs runs on the sandbox with its operator in ``test_cli_clus
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from cli_helpers import CliTarget, cli_env, describe, run_dmp, wait_until
+from cli_helpers import describe
+from drivers import wait_for
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -25,21 +22,6 @@ pytestmark = [
         reason="needs the sandbox and the kuberay backend",
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def kuberay_target() -> Iterator[CliTarget]:
-    """The kuberay backend through a kubeconfig that points at a fresh sandbox."""
-    root = Path(tempfile.mkdtemp(prefix="dmpc-", dir="/tmp"))
-    env = cli_env(root)
-    up = run_dmp("sandbox", "up", "--fresh", "--api-only", env=env, timeout=60)
-    try:
-        assert up.returncode == 0, describe(up)
-        env["KUBECONFIG"] = up.stdout.strip().removeprefix("export KUBECONFIG=")
-        yield CliTarget("kuberay", root, env)
-    finally:
-        run_dmp("sandbox", "down", "--purge", env=env, timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_an_answering_kubeconfig_selects_kuberay(kuberay_target):
@@ -77,7 +59,7 @@ def test_sweep_deletes_only_expired_clusters(kuberay_target):
     kuberay_target.ok("cluster", "create", "kr-old", "--workers", "0", "--ttl", "1s")
     old = next(r for r in kuberay_target.clusters() if r["name"] == "kr-old")
     expires = datetime.fromisoformat(old["expires_at"])
-    assert wait_until(lambda: datetime.now(UTC) > expires, timeout_s=30, interval_s=0.1)
+    assert wait_for(lambda: datetime.now(UTC) > expires, timeout_s=30, interval_s=0.1)
 
     planned = kuberay_target.json("cluster", "sweep", "--dry-run")
     assert [(r["name"], r["action"]) for r in planned] == [("kr-old", "would delete")]

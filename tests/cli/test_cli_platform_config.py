@@ -3,18 +3,14 @@ and ``DMP_*`` settings, with a bad value reported as a usage error that names it
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from cli_helpers import PROJECT_ROOT, CliTarget, cli_env, describe, run_dmp
+from cli_helpers import PROJECT_ROOT, CliTarget, describe, run_dmp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spec"))
 from kuberay_crd_schema import manifest_problems
@@ -177,23 +173,11 @@ def test_dry_run_of_a_job_without_rayjob_is_refused(env):
 
 
 @pytest.fixture(scope="module")
-def sandbox_target() -> Iterator[CliTarget]:
-    """The kuberay backend on ``dmp sandbox up --api-only`` (clusters stay pending: nothing runs)."""
-    if importlib.util.find_spec("discord_ml_platform.sandbox.apiserver") is None:
-        pytest.skip("the sandbox is not part of this checkout")
-    root = Path(tempfile.mkdtemp(prefix="dmpc-", dir="/tmp"))
-    env = cli_env(root)
-    up = run_dmp("sandbox", "up", "--fresh", "--api-only", env=env, timeout=60)
-    try:
-        assert up.returncode == 0, describe(up)
-        env["KUBECONFIG"] = up.stdout.strip().removeprefix("export KUBECONFIG=")
-        config = root / "platform.yaml"
-        config.write_text(B200_CONFIG)
-        env["DMP_PLATFORM_CONFIG"] = str(config)
-        yield CliTarget("kuberay", root, env)
-    finally:
-        run_dmp("sandbox", "down", "--purge", env=env, timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
+def sandbox_target(kuberay_target: CliTarget) -> CliTarget:
+    """``kuberay_target`` (clusters stay pending: nothing runs) with the B200 platform config."""
+    config = kuberay_target.root / "platform.yaml"
+    config.write_text(B200_CONFIG)
+    return CliTarget("kuberay", kuberay_target.root, {**kuberay_target.env, "DMP_PLATFORM_CONFIG": str(config)})
 
 
 @pytest.mark.timeout(120)
@@ -209,3 +193,17 @@ def test_a_real_create_and_the_list_report_the_catalog_price(sandbox_target):
     assert "$100.00" in next(line for line in table.splitlines() if line.startswith("b200-exp"))
     sandbox_target.ok("cluster", "delete", "b200-exp", "-y")
     assert sandbox_target.clusters() == []
+
+
+def test_an_image_that_is_no_reference_is_refused_when_the_platform_loads(env, cli_root):
+    bad = "registry.example.com/ML/ray:7"  # no spaces, but a repository path is lowercase
+    from_env = run_dmp("gpus", env={**env, "DMP_RAY_IMAGE": bad})
+    assert from_env.returncode == 2, describe(from_env)
+    assert from_env.stderr.startswith(f"error: DMP_RAY_IMAGE: image '{bad}' must be an image reference"), describe(from_env)
+    config = cli_root / "platform.yaml"
+    config.write_text(B200_CONFIG.replace(B200_IMAGE, bad))
+    from_file = run_dmp("gpus", env={**env, "DMP_PLATFORM_CONFIG": str(config)})
+    assert from_file.returncode == 2, describe(from_file)
+    assert from_file.stderr.startswith(f"error: DMP_PLATFORM_CONFIG={config}: catalog.types.b200-180gb.image: image "), \
+        describe(from_file)
+    assert "Traceback" not in from_env.stderr + from_file.stderr and from_env.stdout == from_file.stdout == ""

@@ -8,7 +8,8 @@ import urllib.request
 
 import pytest
 import yaml
-from cli_helpers import alive, describe, run_dmp, wait_until
+from cli_helpers import alive, describe, run_dmp
+from drivers import wait_for
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -40,7 +41,7 @@ def test_up_status_down(env, cli_root):
     finally:
         down = run_dmp("sandbox", "down", env=env, timeout=60)
     assert down.returncode == 0, describe(down)
-    assert pid is not None and wait_until(lambda: not alive([pid]), timeout_s=10)
+    assert pid is not None and wait_for(lambda: not alive([pid]), timeout_s=10)
     assert not (sandbox_dir / "kubeconfig").exists() and not (sandbox_dir / "apiserver.pid").exists()
     status = json.loads(run_dmp("sandbox", "status", "-o", "json", env=env).stdout)
     assert not status["running"]

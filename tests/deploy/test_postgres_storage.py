@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from discord_ml_platform.backends.processes import free_ports
 
 from .deploy_files import ROOT
 
@@ -51,12 +52,6 @@ def postgres_bin() -> Path | None:
     return Path(candidates[-1]).parent if candidates else None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Postgres]:
     pytest.importorskip("dagster_postgres")
@@ -80,7 +75,7 @@ def postgres() -> Iterator[Postgres]:
         os.chown(root, account.pw_uid, account.pw_gid)
         as_user = [runuser, "-u", "postgres", "--"]
     data, log = root / "data", root / "server.log"
-    port = free_port()
+    [port] = free_ports(1)
     server = Postgres("127.0.0.1", port, "dmp", "dagster")
 
     def run(*args: str, timeout: float = 120) -> None:

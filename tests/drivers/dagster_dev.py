@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from pathlib import Path
 from discord_ml_platform.backends.processes import free_ports, terminate_tree
 from drivers import wait_for
 
-__all__ = ["dagster_dev", "wait_for"]
+__all__ = ["dagster_dev"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,14 +41,18 @@ def dagster_dev(
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:
-            deadline = time.monotonic() + ready_timeout_s
-            while time.monotonic() < deadline:
+
+            def answering() -> bool:
                 assert process.poll() is None, log_path.read_text()[-3000:]
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-                        break
+                        return True
                 except OSError:
-                    time.sleep(0.5)
+                    return False
+
+            assert wait_for(answering, ready_timeout_s, 0.5), (
+                f"dagster dev did not answer within {ready_timeout_s} s:\n{log_path.read_text()[-3000:]}"
+            )
             yield port, home, process
         finally:
             with contextlib.suppress(ProcessLookupError):

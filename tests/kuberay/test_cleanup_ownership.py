@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from drivers.local_records import YEAR_10000
 
 from discord_ml_platform.backends.kuberay import KubeRayBackend
 from discord_ml_platform.backends.kuberay_rayjob import KubeRayJobs
@@ -30,8 +31,6 @@ from .helpers import rayclusters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
 from cli_helpers import cli_env, describe, run_dmp
-
-YEAR_10000 = "253402300800"  # a valid label value; datetime cannot hold it
 
 
 @pytest.fixture
@@ -138,3 +137,78 @@ def test_each_deployments_sensor_sweeps_only_its_own_clusters_and_rayjobs(kubera
     summary = tick(kubeconfig, deployment="b")
     assert "deleted 2" in summary and summary.count("deleted 2") == 2, summary
     assert rayclusters(quiet_operator) == ["ray/rc-legacy"] and stored_rayjobs(quiet_operator) == ["rj-legacy"]
+
+
+def test_one_ownership_rule_for_the_cli_and_the_sensor():
+    """``sweep_right``: what a deployment's sweeper (``dmp cluster sweep`` or the sensor) may delete."""
+    from discord_ml_platform.fleet import sweep_right
+    from discord_ml_platform.spec.labels import ORIGIN_CRD_LABEL, ORIGIN_NAME_LABEL, ORIGIN_RAYJOB
+
+    rayjobs = {DEPLOYMENT: "a", ORIGIN_CRD_LABEL: ORIGIN_RAYJOB, ORIGIN_NAME_LABEL: "rj-1"}
+    for deployment in ("a", None):  # not even with --all-deployments
+        right = sweep_right(rayjobs, deployment)
+        assert not right.may_delete and right.reason == "belongs to RayJob rj-1"
+    assert sweep_right({DEPLOYMENT: "a"}, "a") == sweep_right({DEPLOYMENT: "b"}, None) == sweep_right({}, None)
+    assert sweep_right({DEPLOYMENT: "a"}, "a").may_delete and not sweep_right({DEPLOYMENT: "a"}, "a").expired_only
+    assert sweep_right({DEPLOYMENT: "b"}, "a").reason == "belongs to deployment b"
+    legacy = sweep_right({}, "a")
+    assert legacy.may_delete and legacy.expired_only and "deleted only when expired" in legacy.reason
+
+
+def label_cluster(kuberay: KubeRayBackend, name: str, labels: dict[str, str]) -> None:
+    kuberay.custom.patch_namespaced_custom_object("ray.io", "v1", "ray", "rayclusters", name,
+                                                  {"metadata": {"labels": labels}})
+
+
+def fail_cluster(kuberay: KubeRayBackend, name: str) -> None:
+    """The cluster's status as KubeRay writes it for a cluster that will not come up: ``failed``."""
+    kuberay.custom.patch_namespaced_custom_object_status("ray.io", "v1", "ray", "rayclusters", name,
+                                                         {"status": {"state": "failed"}})
+
+
+@pytest.mark.timeout(120)
+def test_dmp_cluster_sweep_leaves_a_rayjobs_cluster_and_takes_unlabelled_ones_only_when_expired(
+        kuberay, kubeconfig, quiet_operator):
+    from discord_ml_platform.spec.labels import ORIGIN_CRD_LABEL, ORIGIN_NAME_LABEL, ORIGIN_RAYJOB
+
+    # The cluster behind a running `dmp job submit --rayjob`: expired and failed, yet its RayJob's to delete.
+    create_cluster(kuberay, "rj-cluster", days_old=8)
+    label_cluster(kuberay, "rj-cluster", {ORIGIN_CRD_LABEL: ORIGIN_RAYJOB, ORIGIN_NAME_LABEL: "rj-owner"})
+    create_cluster(kuberay, "legacy-failed", deployment=None)  # no owner to ask: only its expiry may delete it
+    create_cluster(kuberay, "legacy-expired", deployment=None, days_old=8)
+    create_cluster(kuberay, "mine-failed")
+    for name in ("rj-cluster", "legacy-failed", "mine-failed"):
+        fail_cluster(kuberay, name)
+
+    root = Path(tempfile.mkdtemp(prefix="dmpo-", dir="/tmp"))
+    try:
+        env = cli_env(root, DMP_BACKEND="kuberay", KUBECONFIG=kubeconfig)
+
+        def sweep(*args: str) -> list[tuple[str, str]]:
+            result = run_dmp("cluster", "sweep", "-o", "json", *args, env=env)
+            assert result.returncode == 0, describe(result)
+            return sorted((r["name"], r["action"]) for r in json.loads(result.stdout))
+
+        assert sweep("--dry-run", "--all-deployments") == [
+            ("legacy-expired", "would delete"), ("legacy-failed", "would delete"), ("mine-failed", "would delete")]
+        assert sweep() == [("legacy-expired", "deleted"), ("mine-failed", "deleted")]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    assert rayclusters(quiet_operator) == ["ray/legacy-failed", "ray/rj-cluster"]
+    summary = tick(kubeconfig)  # the sensor agrees: nothing more of this deployment's to sweep
+    assert "checked 2 kuberay cluster(s): deleted 0, kept 2" in summary, summary
+
+
+def test_the_cli_opens_kuberay_on_one_namespace_or_on_all(kubeconfig):
+    """``open_backend``'s ``namespace``: ``dmp xray --namespace`` (a Role in one namespace) lists only
+    that one; every other command lists all and filters by ``--namespace`` itself."""
+    from discord_ml_platform.cli.backend_choice import BackendChoice, open_backend
+    from discord_ml_platform.platform import Platform
+
+    choice = BackendChoice("kuberay", "--backend", kubeconfig)
+    for namespace in ("ray", None):
+        opened = open_backend(choice, Platform(), namespace=namespace)
+        try:
+            assert opened.name == "kuberay" and opened.namespace == namespace
+        finally:
+            opened.close()

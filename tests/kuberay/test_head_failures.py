@@ -24,7 +24,8 @@ pytestmark = pytest.mark.timeout(120)
         ("oom-killed", "OOMKilled", "terminated: OOMKilled (exit code 137) - the container ran out of memory",
          "allocating the object store: 12.0GiB"),
         ("error", "Error", "terminated: Error (exit code 1)", "ValueError: --num-cpus must be a non-negative integer"),
-        ("readiness-probe", "Unhealthy", "readiness probe failed 3 times: Readiness probe failed",
+        # KubeRay's injected head probe has failureThreshold 10 (not Kubernetes' default 3).
+        ("readiness-probe", "Unhealthy", "readiness probe failed 10 times: Readiness probe failed",
          "could not start the dashboard agent: port 52365 in use"),
     ],
 )
@@ -44,9 +45,27 @@ def test_a_failing_head_fails_the_wait_at_once_with_its_reason_and_last_log_line
     assert err.reason == reason and expected in str(err), str(err)
     assert log_line in str(err) and log_line in err.log_tail  # fetched through pods/log
     assert err.previous is (failure == "crash-loop")  # the restarted container's output is the previous log
-    assert (phases[-1].phase == "head-failed" and reason in phases[-1].message) or expected in phases[-1].message
+    assert phases[-1].phase == "head-failed" and expected in phases[-1].message, phases[-1]
 
 
+def test_the_logs_of_a_deleted_clusters_pods_are_dropped(kuberay: KubeRayBackend, sandbox) -> None:
+    """As a kubelet: a long-lived sandbox keeps no container logs of pods that are gone."""
+    sandbox.faults.operator.head_failure = "error"
+    handle = kuberay.create(ClusterSpec(name="head-logs-dropped", head_memory="1Gi", owner="tests"))
+    try:
+        with pytest.raises(HeadFailedError) as caught:
+            kuberay.wait_ready(handle, 60)
+        pod_dir = sandbox.pod_log_dir / "ray" / caught.value.pod
+        assert caught.value.log_tail and pod_dir.is_dir()  # served through pods/log while the pod lived
+    finally:
+        kuberay.delete(handle, timeout_s=30)
+    assert not pod_dir.exists()  # gone with the RayCluster, not later
+    with pytest.raises(client.ApiException) as missing:
+        client.CoreV1Api(kuberay.api_client).read_namespaced_pod_log(caught.value.pod, "ray")
+    assert missing.value.status == 404
+
+
+@pytest.mark.ray
 def test_pods_log_serves_a_running_heads_output_like_an_api_server(kuberay: KubeRayBackend, sandbox) -> None:
     handle = kuberay.create(ClusterSpec(name="head-logs", head_memory="1Gi", owner="tests"))
     try:

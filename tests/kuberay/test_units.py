@@ -146,3 +146,45 @@ def test_a_raycluster_maps_to_a_small_local_cluster_spec() -> None:
     assert local.run_id == "run-9" and local.name.startswith("big-") and len(local.name) <= 47
     assert objs.replica_counts(manifest) == (3, 3, 3)
     assert objs.local_name(manifest) != objs.local_name({**manifest, "metadata": {**manifest["metadata"], "uid": "x"}})
+
+
+def _probed_head(ready: bool, probe: dict[str, object] | None) -> dict[str, object]:
+    container: dict[str, object] = {"name": "ray-head", "image": "rayproject/ray:2.60.0"}
+    if probe is not None:
+        container["readinessProbe"] = probe
+    return {"metadata": {"name": "c-head-abcde", "uid": "p1", "labels": {"ray.io/node-type": "head"}},
+            "spec": {"containers": [container]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": str(ready)}]}}
+
+
+def _probe_failures(count: int) -> dict[str, object]:
+    return {"metadata": {"name": "c-head-abcde.1", "uid": "e1"}, "type": "Warning", "reason": "Unhealthy",
+            "message": "Readiness probe failed: connection refused", "count": count,
+            "involvedObject": {"kind": "Pod", "name": "c-head-abcde", "uid": "p1"}}
+
+
+@pytest.mark.parametrize(
+    ("ready", "probe", "failures", "failed"),
+    [
+        (False, {"failureThreshold": 10}, 9, False),  # below the probe's own threshold
+        (False, {"failureThreshold": 10}, 10, True),
+        (True, {"failureThreshold": 10}, 25, False),  # failed while starting, Ready now
+        (False, {"periodSeconds": 5}, 3, True),  # a probe without a threshold: Kubernetes' default 3
+        (False, None, 3, True),
+        (True, None, 3, False),
+    ],
+)
+def test_a_head_counts_as_failing_its_readiness_probe_only_while_unready_and_past_its_threshold(
+        ready: bool, probe: dict[str, object] | None, failures: int, failed: bool) -> None:
+    from discord_ml_platform.backends import HeadFailedError
+
+    view = ReadinessView("c", "ray")
+    view.apply("raycluster", "LIST", {"items": [rc()]})
+    view.apply("pods", "ADDED", _probed_head(ready, probe))
+    view.apply("events", "ADDED", _probe_failures(failures))
+    if failed:
+        with pytest.raises(HeadFailedError, match=f"readiness probe failed {failures} times"):
+            view.assess(default_endpoint_resolver)
+    else:
+        assert view.head_failure() is None
+        view.assess(default_endpoint_resolver)

@@ -108,7 +108,8 @@ def wait_for_running_job(backend: LocalBackend, run: subprocess.Popen, timeout_s
 @pytest.mark.timeout(900)
 def test_gated_release_fits_the_baseline_with_xgboost_trainer_promotes_and_scores_with_the_champion(session_root):
     """The release job on a local cluster: NN and XGBoost (Ray Train's ``XGBoostTrainer`` on 2 workers)
-    on the same split, both blocking checks, registration and promotion, scoring with the champion.
+    on the same split, both blocking checks, registration and promotion, scoring with the champion; then
+    the batch scoring job scores a newly landed window (no trained model) with that champion.
 
     The gate is opened (``min_gain_over_baseline: -1``) because at test size the network need not
     beat XGBoost; which way the checks decide is covered in ``test_ad_relevance_quality``."""
@@ -145,4 +146,24 @@ def test_gated_release_fits_the_baseline_with_xgboost_trainer_promotes_and_score
     assert champion is not None and champion.version == promotion["version"] == promotion["champion_version"]
     assert champion.lineage["partition"] == "2026-11-24" and champion.lineage["train_rows"] > 0
     assert scores["model_version"] == champion.version and scores["rows"] == 6000
+    assert LocalBackend().list() == []
+
+    # A window that just landed has no model of its own: batch scoring with the champion needs none.
+    from datetime import date
+
+    from discord_ml_platform.ads.data import write_window
+
+    landed = "2026-11-23"
+    write_window(DataRootResource().root, date.fromisoformat(landed), 3000, seed=3)
+    scoring = defs.resolve_job_def("ad_relevance_batch_scoring")
+    with dg.instance_for_test() as instance:
+        result = scoring.execute_in_process(partition_key=landed, instance=instance, run_config={"ops": {
+            "ad_relevance_scores": {"config": {"batch_size": 2048, "model_source": "champion", "model_name": "gated-e2e"}},
+        }})
+        assert result.success
+        assert not instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("ad_relevance_model"), asset_partitions=[landed]), limit=1).records
+        landed_scores = metadata_of(result, "ad_relevance_scores")
+    assert landed_scores["model_version"] == champion.version and landed_scores["rows"] == 3000
+    assert len(pd.read_parquet(landed_scores["scores_path"])) == 3000
     assert LocalBackend().list() == []

@@ -153,3 +153,27 @@ def test_the_release_job_orders_the_gate_before_scoring() -> None:
     assert dg.AssetKey("ad_relevance_promotion") in scores_parents
     check_keys = {k.name for k in resolved.asset_layer.asset_graph.asset_check_keys}
     assert {"candidate_beats_baseline", "candidate_not_worse_than_champion"} <= check_keys
+
+
+def test_champion_scoring_needs_no_model_of_the_partition(tmp_path, instance) -> None:
+    """Champion mode scores with the champion of a model name: the config's, else the partition's trained
+    model's, else the default. A window without a trained model gets as far as asking the registry."""
+    from pipelines.assets import ad_relevance_scores, champion_model_name
+    from pipelines.config import DEFAULT_MODEL_NAME, ScoringConfig
+    from resources import PipesRayJobClient, RayClusterResource
+
+    champion = ScoringConfig(model_source="champion")
+    context = dg.build_asset_context(partition_key=PARTITION, instance=instance)
+    assert champion_model_name(context, champion, PARTITION) == DEFAULT_MODEL_NAME  # no model of the partition
+    assert champion_model_name(context, ScoringConfig(model_source="champion", model_name="other"), PARTITION) == "other"
+    scores = ad_relevance_scores(context, config=champion, ray_cluster=RayClusterResource(),
+                                 pipes_ray=PipesRayJobClient(), data_root=DataRootResource(path=str(tmp_path)))
+    with pytest.raises(dg.Failure, match=f"no champion of '{DEFAULT_MODEL_NAME}' in the registry yet"):
+        next(iter(scores))
+
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        asset_key="ad_relevance_model", partition=PARTITION, metadata={MetadataKey.MODEL_NAME: "trained-here"}))
+    assert champion_model_name(context, champion, PARTITION) == "trained-here"
+    # Partition mode scores the partition's own model: a model name there would be ignored, so it is refused.
+    with pytest.raises(ValueError, match="applies to model_source 'champion' only"):
+        ScoringConfig(model_name="other")

@@ -12,7 +12,8 @@ import time
 
 import dagster as dg
 import pytest
-from drivers.dagster_dev import dagster_dev, wait_for
+from drivers import wait_for
+from drivers.dagster_dev import dagster_dev
 
 from discord_ml_platform.backends.local import LocalBackend
 from resources.run_launcher import run_worker_process

@@ -7,12 +7,9 @@ when it lists and deletes): no Ray is started. The same on the sandbox's API ser
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,21 +17,18 @@ from types import SimpleNamespace
 import dagster as dg
 import pytest
 from dagster._core.storage.dagster_run import DagsterRun
+from drivers.local_records import YEAR_10000, Sleepers, add_sleeping_cluster
 
 from discord_ml_platform.backends import ClusterHandle, ClusterInfo
 from discord_ml_platform.backends.local import LocalBackend
-from discord_ml_platform.backends.local_records import LocalClusterRecord
-from discord_ml_platform.backends.processes import start_time
 from discord_ml_platform.fleet import cluster_row, display_cells, safe_cluster_row, sweep_reason
 from discord_ml_platform.platform import Platform
 from discord_ml_platform.settings import PlatformSettings
 from discord_ml_platform.spec import DEFAULT_CATALOG, ClusterSpec, ConfigError, render_raycluster
-from discord_ml_platform.spec.labels import DEPLOYMENT, EXPIRES_AT, cluster_labels, parse_expiry
+from discord_ml_platform.spec.labels import DEPLOYMENT, EXPIRES_AT, parse_expiry
 from resources.cleanup import build_cluster_cleanup_sensor, decide
 
 pytestmark = pytest.mark.timeout(60)
-
-YEAR_10000 = "253402300800"  # a valid label value; datetime cannot hold it
 
 
 # Parsing is total -----------------------------------------------------------------------------------
@@ -104,23 +98,15 @@ def test_a_bad_deployment_name_names_its_variable(bad):
 class LocalFleet:
     """Records of local clusters whose heads are ``sleep`` processes of ours (start times recorded)."""
 
-    def __init__(self, root: Path, temp_root: Path) -> None:
+    def __init__(self, root: Path, temp_root: Path, sleepers: Sleepers) -> None:
         self.backend = LocalBackend(state_dir=root / "state", temp_root=temp_root)
+        self.sleepers = sleepers
         self.heads: dict[str, subprocess.Popen[bytes]] = {}
 
     def add(self, name: str, *, deployment: str | None, run_id: str | None = None, expired: bool = False,
             raw_labels: dict[str, str] | None = None) -> None:
-        head = subprocess.Popen(["sleep", "600"], start_new_session=True, stdin=subprocess.DEVNULL)
-        self.heads[name] = head
-        created = datetime.now(UTC) - timedelta(days=2 if expired else 0)
-        labels = cluster_labels(name=name, owner="tests", team="t", gpu_type="cpu",
-                                expires_at=created + timedelta(days=1), run_id=run_id, deployment=deployment)
-        labels.update(raw_labels or {})
-        self.backend._save(LocalClusterRecord(
-            name=name, labels=labels, created_at=created.isoformat(), desired_workers=0,
-            temp_dir=tempfile.mkdtemp(prefix="dmp-", dir=self.backend.temp_root), log_dir=str(self.backend.state_dir),
-            auth_mode="disabled", head_pid=head.pid, gcs_port=1, dashboard_port=1, client_port=1,
-            spec={"name": name, "namespace": "local"}, head_started=start_time(head.pid)))
+        self.heads[name] = add_sleeping_cluster(self.backend, self.sleepers, name, expired=expired,
+                                                raw_labels=raw_labels, deployment=deployment, run_id=run_id)
 
     def running(self) -> list[str]:
         return sorted(name for name, head in self.heads.items() if head.poll() is None)
@@ -128,18 +114,10 @@ class LocalFleet:
     def listed(self) -> list[str]:
         return sorted(i.handle.name for i in self.backend.list())
 
-    def close(self) -> None:
-        for head in self.heads.values():
-            if head.poll() is None:
-                os.killpg(head.pid, signal.SIGKILL)
-            head.wait(timeout=10)
-
 
 @pytest.fixture
-def fleet(tmp_path: Path, session_root: Path) -> Iterator[LocalFleet]:
-    fleet = LocalFleet(tmp_path, Path(tempfile.mkdtemp(prefix="fr-", dir=session_root / "r")))
-    yield fleet
-    fleet.close()
+def fleet(tmp_path: Path, session_root: Path, sleepers: Sleepers) -> LocalFleet:
+    return LocalFleet(tmp_path, Path(tempfile.mkdtemp(prefix="fr-", dir=session_root / "r")), sleepers)
 
 
 def tick(fleet: LocalFleet, instance: dg.DagsterInstance, deployment: str = "a") -> str:

@@ -12,13 +12,19 @@ import pytest
 
 from discord_ml_platform.backends import ClusterNotReadyError, PhaseEvent
 from discord_ml_platform.backends.local import LocalBackend
-from discord_ml_platform.backends.processes import is_alive
+from discord_ml_platform.backends.local_records import LocalClusterRecord
 from discord_ml_platform.jobs import job_client
 from discord_ml_platform.jobs.client import wait_for_job
 from discord_ml_platform.spec import ClusterSpec
 from discord_ml_platform.spec.labels import OWNER, RUN_ID
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
+
+
+def still_running(backend: LocalBackend, record: LocalClusterRecord) -> list[int]:
+    """PIDs of the record's head and workers that still run as the processes the backend started."""
+    workers = (record.worker_process(index) for index in range(len(record.worker_pids)))
+    return [proc.pid for proc in (record.head_process(backend.temp_root), *workers) if proc is not None]
 
 
 def test_cluster_with_a_worker_reaches_ready_reports_phases_and_is_fully_stopped(session_root):
@@ -44,7 +50,7 @@ def test_cluster_with_a_worker_reaches_ready_reports_phases_and_is_fully_stopped
         record = backend.record(handle)
     finally:
         backend.delete(handle)
-    assert not any(is_alive(pid) for pid in record.pids)
+    assert not still_running(backend, record)
     assert backend.list() == [] or all(i.handle.name != "lifecycle-one" for i in backend.list())
     backend.delete(handle)  # deleting twice is not an error
 
@@ -93,4 +99,4 @@ def test_a_head_that_dies_fails_with_its_log_and_leaves_nothing_behind():
     finally:
         backend.delete(handle)
     assert all(i.handle.name != "doomed-head" for i in backend.list())
-    assert not any(is_alive(pid) for pid in record.pids)
+    assert not still_running(backend, record)

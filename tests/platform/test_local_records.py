@@ -8,26 +8,22 @@ interrupt tests spawn a real Ray head and check that nothing of it outlives the 
 from __future__ import annotations
 
 import os
-import signal
 import stat
 import subprocess
 import sys
 import tempfile
 import textwrap
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import drivers
 import psutil
 import pytest
+from drivers import wait_for
+from drivers.local_records import write_record
 
 from discord_ml_platform.backends import ClusterHandle
 from discord_ml_platform.backends.local import LocalBackend
-from discord_ml_platform.backends.local_records import LocalClusterRecord
 from discord_ml_platform.backends.processes import live_command_lines, owned_process, start_time
 from discord_ml_platform.spec import ClusterSpec
-from discord_ml_platform.spec.labels import cluster_labels
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
 from cli_helpers import cli_env, describe, run_dmp
@@ -37,62 +33,11 @@ pytestmark = pytest.mark.timeout(60)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
-    """Poll ``predicate`` until true or ``timeout_s`` passes; its last value."""
-    return drivers.wait_for(predicate, timeout_s, interval_s)
-
-
-class Sleepers:
-    """``sleep`` processes in sessions of their own (as ``setsid sleep 600`` starts them); all stopped at the end."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(["sleep", "600"], start_new_session=True, stdin=subprocess.DEVNULL)
-        self.procs.append(proc)
-        return proc
-
-    def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
-@pytest.fixture
-def sleepers() -> Iterator[Sleepers]:
-    procs = Sleepers()
-    yield procs
-    procs.close()
-
-
 @pytest.fixture
 def backend(tmp_path: Path, session_root: Path) -> LocalBackend:
     """A backend with a state dir of the test's own; its Ray temp root under the session's (leak-checked)."""
     temp_root = Path(tempfile.mkdtemp(prefix="lr-", dir=session_root / "r"))
     return LocalBackend(state_dir=tmp_path / "state", temp_root=temp_root)
-
-
-def write_record(backend: LocalBackend, name: str, head_pid: int, *, head_started: float | None,
-                 worker_pids: tuple[int, ...] = (), worker_started: tuple[float | None, ...] = (),
-                 labels: dict[str, str] | None = None, created: datetime | None = None) -> LocalClusterRecord:
-    """A record as the backend writes it, naming the given processes."""
-    created = created or datetime.now(UTC)
-    temp_dir = tempfile.mkdtemp(prefix="dmp-", dir=backend.temp_root)
-    record = LocalClusterRecord(
-        name=name,
-        labels=labels if labels is not None else cluster_labels(
-            name=name, owner="tests", team="t", gpu_type="cpu", expires_at=created + timedelta(hours=8),
-            deployment="default"),
-        created_at=created.isoformat(), desired_workers=len(worker_pids), temp_dir=temp_dir,
-        log_dir=str(backend.state_dir / "logs" / name), auth_mode="disabled", head_pid=head_pid,
-        gcs_port=1, dashboard_port=1, client_port=1, worker_pids=list(worker_pids),
-        spec={"name": name, "namespace": "local", "gpu_type": "cpu"},
-        head_started=head_started, worker_started=list(worker_started),
-    )
-    backend._save(record)
-    return record
 
 
 def test_a_record_whose_pids_now_name_other_processes_is_dead_and_delete_leaves_them_running(backend, sleepers):

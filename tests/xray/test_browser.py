@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from drivers import wait_for
 from xray_support import TOKEN, FakeLocalClusters, add_raycluster, make_settings, standin_launchers
+
+from discord_ml_platform.backends.processes import free_ports
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -25,12 +26,6 @@ pytest.importorskip("playwright")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = Path(os.environ.get("DMP_XRAY_SCREENSHOT_DIR") or Path(__file__).with_name("screenshots"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +53,11 @@ def base_url(backends: dict[str, Any], xray_root: Path) -> Iterator[str]:
 
     app = create_app(make_settings(xray_root, refresh_s=2.0), backends, standin_launchers(xray_root),
                      run_reaper=False)
-    port = free_port()
+    [port] = free_ports(1)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
+    assert wait_for(lambda: server.started, 20, 0.05), "uvicorn did not start"
     yield f"http://127.0.0.1:{port}"
     for record in app.state.xray.notebooks.records():
         app.state.xray.notebooks.stop(record.cluster)

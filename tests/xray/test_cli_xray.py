@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from drivers import wait_for
+
+from discord_ml_platform.backends.processes import free_ports
 
 pytestmark = pytest.mark.timeout(60)
 DMP = [sys.executable, "-m", "discord_ml_platform.cli.main"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_help_and_bad_backend():
@@ -37,17 +32,19 @@ def start_xray(env: dict[str, str], port: int, *args: str) -> subprocess.Popen[s
     """``dmp xray --backend local`` on ``port``, once it answers its health check."""
     proc = subprocess.Popen([*DMP, "xray", "--backend", "local", "--port", str(port), "--log-level", "warning", *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 40
-    while True:
+
+    def answered() -> bool:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/healthz", timeout=2) as answer:
                 assert json.load(answer) == {"status": "ok"}
-                return proc
+                return True
         except OSError:
-            if proc.poll() is not None or time.monotonic() >= deadline:
-                proc.kill()
-                raise AssertionError(f"dmp xray did not answer: {proc.communicate()[1]}") from None
-            time.sleep(0.2)
+            return proc.poll() is not None  # it exited: no use waiting
+
+    if not wait_for(answered, 40) or proc.poll() is not None:
+        proc.kill()
+        raise AssertionError(f"dmp xray did not answer: {proc.communicate()[1]}")
+    return proc
 
 
 def xray_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -60,7 +57,7 @@ def xray_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def test_serves_pages_and_api(tmp_path: Path):
-    port = free_port()
+    [port] = free_ports(1)
     env = xray_env(tmp_path, DMP_XRAY_TOKEN="cli-secret-token")
     proc = start_xray(env, port)
     try:
@@ -79,7 +76,7 @@ def test_prices_come_from_the_platform_config_in_effect(tmp_path: Path, fake_loc
     fake_local.add("priced", owner="grace", gpu_type="a10g", gpus_per_worker=2, workers=2)
     config = tmp_path / "platform.yaml"
     config.write_text("catalog:\n  types:\n    a10g: {hourly_price_usd: 2.5}\n")
-    port = free_port()
+    [port] = free_ports(1)
     env = xray_env(tmp_path, DMP_PLATFORM_CONFIG=str(config), DMP_LOCAL_STATE_DIR=str(fake_local.state_dir))
     proc = start_xray(env, port)
     try:
@@ -94,7 +91,7 @@ def test_prices_come_from_the_platform_config_in_effect(tmp_path: Path, fake_loc
 
 
 def test_a_bad_platform_setting_is_a_usage_error(tmp_path: Path):
-    result = subprocess.run([*DMP, "xray", "--port", str(free_port())], capture_output=True, text=True, timeout=30,
+    result = subprocess.run([*DMP, "xray", "--port", str(free_ports(1)[0])], capture_output=True, text=True, timeout=30,
                             env=xray_env(tmp_path, DMP_PLATFORM_CONFIG=str(tmp_path / "absent.yaml")))
     assert result.returncode == 2, result.stderr
     assert "DMP_PLATFORM_CONFIG" in result.stderr and "cannot read the platform config" in result.stderr
@@ -112,7 +109,7 @@ def status_for_host(port: int, host: str, path: str = "/api/clusters") -> int:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3"])
 def test_listening_beyond_loopback_needs_the_allowed_hosts(tmp_path: Path, host: str):
-    result = subprocess.run([*DMP, "xray", "--backend", "local", "--host", host, "--port", str(free_port())],
+    result = subprocess.run([*DMP, "xray", "--backend", "local", "--host", host, "--port", str(free_ports(1)[0])],
                             capture_output=True, text=True, timeout=30, env=xray_env(tmp_path))
     assert result.returncode == 2, result.stderr
     assert "DMP_XRAY_ALLOWED_HOSTS" in result.stderr and "beyond loopback" in result.stderr
@@ -122,16 +119,16 @@ def test_listening_beyond_loopback_needs_the_allowed_hosts(tmp_path: Path, host:
 @pytest.mark.parametrize("value", ["*", "xray.example.com:8080", "http://xray.example.com"])
 def test_allowed_hosts_that_defeat_the_check_are_a_usage_error(tmp_path: Path, value: str):
     env = xray_env(tmp_path, DMP_XRAY_ALLOWED_HOSTS=value)
-    result = subprocess.run([*DMP, "xray", "--backend", "local", "--host", "0.0.0.0", "--port", str(free_port())],
+    result = subprocess.run([*DMP, "xray", "--backend", "local", "--host", "0.0.0.0", "--port", str(free_ports(1)[0])],
                             capture_output=True, text=True, timeout=30, env=env)
     assert result.returncode == 2 and "DMP_XRAY_ALLOWED_HOSTS" in result.stderr, result.stderr
-    flag = subprocess.run([*DMP, "xray", "--backend", "local", "--allowed-host", "*", "--port", str(free_port())],
+    flag = subprocess.run([*DMP, "xray", "--backend", "local", "--allowed-host", "*", "--port", str(free_ports(1)[0])],
                           capture_output=True, text=True, timeout=30, env=xray_env(tmp_path))
     assert flag.returncode == 2 and "--allowed-host" in flag.stderr, flag.stderr
 
 
 def test_only_the_allowed_hosts_are_served(tmp_path: Path):
-    port = free_port()
+    [port] = free_ports(1)
     proc = start_xray(xray_env(tmp_path), port)  # loopback listener: the loopback names by default
     try:
         assert status_for_host(port, f"127.0.0.1:{port}") == 200
@@ -140,7 +137,7 @@ def test_only_the_allowed_hosts_are_served(tmp_path: Path):
     finally:
         proc.terminate()
         proc.communicate(timeout=20)
-    port = free_port()
+    [port] = free_ports(1)
     env = xray_env(tmp_path, DMP_XRAY_ALLOWED_HOSTS="xray.test,127.0.0.1")
     proc = start_xray(env, port, "--allowed-host", "xray.test", "--allowed-host", "127.0.0.1")
     try:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import http.client
 import logging
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,7 +14,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
+from drivers import wait_for
 from xray_support import TOKEN, FakeLocalClusters, auth, make_settings
+
+from discord_ml_platform.backends.processes import free_ports
 
 pytestmark = pytest.mark.timeout(60)
 PLANTED = "WANDB_API_KEY=planted-4e1b9c"
@@ -168,12 +169,6 @@ class ExplodingBackend:
         return []
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served(backends: dict[str, Any], xray_root: Path) -> Iterator[tuple[int, dict[str, Capture]]]:
     """The app under uvicorn with its default logging (access log on), and capture handlers on
@@ -183,7 +178,7 @@ def served(backends: dict[str, Any], xray_root: Path) -> Iterator[tuple[int, dic
     from discord_ml_platform.xray.app import create_app
 
     app = create_app(make_settings(xray_root), {**backends, "boom": ExplodingBackend()}, {}, run_reaper=False)
-    port = free_port()
+    [port] = free_ports(1)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info")  # configures logging
     captures = {name: Capture() for name in ("uvicorn.access", "uvicorn.error", "")}
     for name, capture in captures.items():
@@ -194,11 +189,8 @@ def served(backends: dict[str, Any], xray_root: Path) -> Iterator[tuple[int, dic
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
     try:
+        assert wait_for(lambda: server.started, 20, 0.05), "uvicorn did not start"
         yield port, captures
     finally:
         server.should_exit = True
@@ -242,9 +234,8 @@ def test_the_token_never_reaches_a_log_whatever_way_a_client_sends_it(served):
     assert statuses[:3] == [200, 200, 200] and statuses[3:5] == [401, 401] and statuses[10] == 500
     assert statuses[-1] == 400
     access = captures["uvicorn.access"].lines
-    deadline = time.monotonic() + 5  # each line is written as its response starts; wait, never guess
-    while len([line for line in access if "GET /" in line]) < len(sent) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # Each line is written as its response starts: wait, never guess.
+    wait_for(lambda: len([line for line in access if "GET /" in line]) >= len(sent), 5, 0.05)
     assert len([line for line in access if "GET /" in line]) == len(sent), access  # the 400 is logged too
     assert any("Exception in ASGI application" in line and "RuntimeError" in line
                for line in captures["uvicorn.error"].lines)
@@ -307,3 +298,21 @@ def test_api_docs_reference_nothing_outside_xray(client):
     for path in ("/api/clusters", "/api/clusters/{backend}/{namespace}/{name}/logs"):
         assert path in response.text
     assert client.get("/api/openapi.json").json()["info"]["title"] == "X-Ray"
+
+
+def test_the_default_allowed_hosts_follow_the_listen_host():
+    """One rule for loopback: the names of a loopback listener are admitted by default, a listener
+    beyond loopback needs the names configured (``dmp xray`` refuses to start without them)."""
+    from discord_ml_platform.xray.settings import LOOPBACK_HOSTS, XRaySettings, is_loopback
+
+    assert [is_loopback(h) for h in ("localhost", "127.9.9.9", "[::1]", "::1")] == [True] * 4
+    assert [is_loopback(h) for h in ("0.0.0.0", "::", "10.1.2.3", "xray.example.com")] == [False] * 4
+    assert XRaySettings(listen_host="127.0.0.2").trusted_hosts == (*LOOPBACK_HOSTS, "127.0.0.2")
+    for host in ("127.0.0.1", "localhost", "::1", "[::1]"):
+        assert XRaySettings(listen_host=host).trusted_hosts == LOOPBACK_HOSTS
+        assert not XRaySettings(listen_host=host).listens_beyond_loopback
+    beyond = XRaySettings(listen_host="0.0.0.0")
+    assert beyond.listens_beyond_loopback and beyond.allowed_hosts is None
+    configured = XRaySettings(listen_host="0.0.0.0", allowed_hosts=("XRay.example.com",))
+    assert configured.trusted_hosts == ("xray.example.com",)
+    assert XRaySettings(listen_host="0.0.0.0", allowed_hosts=()).allowed_hosts is None  # none given: not set

@@ -157,18 +157,21 @@ def test_pod_launcher_creates_pod_and_secret_that_go_with_the_cluster(kuberay, t
 
 
 def test_notebook_image_is_the_configured_else_the_clusters_else_the_platforms():
+    from discord_ml_platform.backends.kuberay import _head_image
     from discord_ml_platform.spec import platform_config_from_yaml
-    from discord_ml_platform.xray.notebook_pod import image_of_raycluster, notebook_image
+    from discord_ml_platform.xray.notebook_pod import notebook_image
 
     config = platform_config_from_yaml(f"images:\n  cpu: {PLATFORM_CPU_IMAGE}\n")
     assert notebook_image(None, None, config) == PLATFORM_CPU_IMAGE
     assert notebook_image(None, "registry.example.com/ml/ray:c", config) == "registry.example.com/ml/ray:c"
     assert notebook_image("registry.example.com/nb:1", "registry.example.com/ml/ray:c", config) == (
         "registry.example.com/nb:1")
+    # The cluster's image is what the backend reads off the head's Ray container, wherever it stands.
     containers = [{"name": "sidecar", "image": "side:1"}, {"name": "ray-head", "image": "head:1"}]
-    assert image_of_raycluster({"spec": {"headGroupSpec": {"template": {"spec": {"containers": containers}}}}}) == (
-        "head:1")
-    assert image_of_raycluster({"spec": {}}) is None
+    assert _head_image({"spec": {"headGroupSpec": {"template": {"spec": {"containers": containers}}}}}) == "head:1"
+    assert _head_image({"spec": {"headGroupSpec": {"template": {"spec": {"containers": containers[:1]}}}}}) == (
+        "side:1")
+    assert _head_image({"spec": {}}) is None
 
 
 def test_pod_launcher_runs_the_clusters_image_else_the_platforms(kuberay, tmp_path):
@@ -186,8 +189,7 @@ def test_pod_launcher_runs_the_clusters_image_else_the_platforms(kuberay, tmp_pa
     launcher = PodNotebookLauncher(kuberay, platform_config=config)
     core = client.CoreV1Api(kuberay.api_client)
     own = launcher.launch(info, "tok-1", 600)
-    # A cluster whose image nothing reports and whose RayCluster cannot be read (here: another name)
-    # gets the platform's CPU image.
+    # A cluster whose backend reports no image gets the platform's CPU image.
     unknown = replace(info, handle=replace(info.handle, name="nb-unknown"),
                       details={k: v for k, v in info.details.items() if k != "image"})
     fallback = launcher.launch(unknown, "tok-2", 600)
@@ -231,3 +233,14 @@ def test_real_jupyterlab_starts_with_ray_address_and_token(tmp_path):
         manager.stop("local/local/jl")
     assert manager.view(record, with_url=False).state == "stopped"
     assert datetime.now(UTC) - datetime.fromisoformat(record.started_at) < timedelta(minutes=2)
+
+
+def test_a_notebook_without_a_cluster_image_runs_the_cpu_pools_own_image():
+    """The pod runs on the ``cpu`` pool: a pool that names its own image gets it, not the platform's."""
+    from discord_ml_platform.spec import platform_config_from_yaml
+    from discord_ml_platform.xray.notebook_pod import notebook_image
+
+    config = platform_config_from_yaml(
+        f"images:\n  cpu: {PLATFORM_CPU_IMAGE}\ncatalog:\n  types:\n    cpu: {{image: registry.example.com/ml/ray:pool}}\n")
+    assert notebook_image(None, None, config) == "registry.example.com/ml/ray:pool"
+    assert notebook_image(None, "registry.example.com/ml/ray:c", config) == "registry.example.com/ml/ray:c"

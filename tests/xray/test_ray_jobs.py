@@ -16,13 +16,12 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
 
 @pytest.fixture
-def client(xray_root: Path) -> Iterator[Any]:
+def client(xray_root: Path, shared_cluster_backend: Any) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
-    from discord_ml_platform.backends.local import LocalBackend
     from discord_ml_platform.xray.app import create_app
 
-    app = create_app(make_settings(xray_root), {"local": LocalBackend()}, {}, run_reaper=False)
+    app = create_app(make_settings(xray_root), {"local": shared_cluster_backend}, {}, run_reaper=False)
     with TestClient(app) as test_client:
         yield test_client
 
@@ -67,12 +66,11 @@ class HeadLogUnreadable:
         raise AssertionError("not deleted in this test")
 
 
-def test_job_logs_and_details_need_the_token(shared_cluster, xray_root):
+def test_job_logs_and_details_need_the_token(shared_cluster, shared_cluster_backend, xray_root):
     """A job whose log holds an API key: ``/logs``, ``/jobs`` and the page show nothing of it without the
     token (401); with it, the log line comes back."""
     from fastapi.testclient import TestClient
 
-    from discord_ml_platform.backends.local import LocalBackend
     from discord_ml_platform.jobs import job_client, submit_job, wait_for_job
     from discord_ml_platform.xray.app import create_app
 
@@ -81,7 +79,7 @@ def test_job_logs_and_details_need_the_token(shared_cluster, xray_root):
     job_id = submit_job(jobs_client, f"echo {planted}", entrypoint_num_cpus=0)
     assert wait_for_job(jobs_client, job_id, timeout_s=120).succeeded
     secret_value = planted.split("=", 1)[1]
-    app = create_app(make_settings(xray_root), {"local": HeadLogUnreadable(LocalBackend())}, {}, run_reaper=False)
+    app = create_app(make_settings(xray_root), {"local": HeadLogUnreadable(shared_cluster_backend)}, {}, run_reaper=False)
     handle = shared_cluster.handle
     base = f"/api/clusters/local/{handle.namespace}/{handle.name}"
     with TestClient(app) as client:

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from drivers import wait_for
+from drivers.local_records import YEAR_10000
 
 from discord_ml_platform.backends import ClusterEndpoints, ClusterHandle, ClusterInfo
 from discord_ml_platform.spec.labels import GPU_TYPE, OWNER, RUN_ID
@@ -119,17 +121,6 @@ def test_the_service_does_not_import_the_cli():
 
 # One cluster never blinds the dashboard -------------------------------------------------------------
 
-YEAR_10000 = "253402300800"  # a valid label value that datetime cannot hold
-
-
-def wait_until(predicate, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
-
 
 def fleet_with_a_bad_expiry() -> list[ClusterInfo]:
     from discord_ml_platform.spec.labels import EXPIRES_AT
@@ -147,7 +138,7 @@ def test_an_unreadable_expiry_label_is_shown_flagged_also_after_the_cache_expire
         bad = listing.clusters[0]
         assert bad.expires == "invalid label" and bad.expires_at is None and YEAR_10000 in bad.phase
         calls = backend.calls
-        assert wait_until(lambda calls=calls: (svc.list_clusters(), backend.calls > calls)[1])  # past the TTL
+        assert wait_for(lambda calls=calls: (svc.list_clusters(), backend.calls > calls)[1], 10, 0.02)  # past the TTL
         assert svc.wait_idle()
     assert backend.calls >= 3
 
@@ -167,21 +158,23 @@ def test_the_list_api_answers_200_with_every_cluster_after_the_cache_expired(tmp
             assert response.status_code == 200, response.text
             assert [c["name"] for c in response.json()["clusters"]] == ["a-bad", "b-fine", "c-fine"]
             calls = backend.calls
-            assert wait_until(lambda calls=calls: client.get("/api/clusters").status_code == 200
-                              and backend.calls > calls)
+            assert wait_for(lambda calls=calls: client.get("/api/clusters").status_code == 200
+                            and backend.calls > calls, 10, 0.02)
 
 
 def test_a_view_that_fails_is_logged_and_the_others_still_show(tmp_path: Path, monkeypatch, caplog):
     svc = ClusterService({"kuberay": CountingBackend(fleet_with_a_bad_expiry())},
                          XRaySettings(state_dir=tmp_path, cache_ttl_s=0))
-    real_view = ClusterService.view
+    import discord_ml_platform.xray.service as service
 
-    def view(self, cluster, now=None):
+    real_phase_of = service.phase_of
+
+    def phase_of(cluster):  # a step of building the view that fails for one cluster
         if cluster.handle.name == "b-fine":
             raise RuntimeError("view exploded")
-        return real_view(self, cluster, now)
+        return real_phase_of(cluster)
 
-    monkeypatch.setattr(ClusterService, "view", view)
+    monkeypatch.setattr(service, "phase_of", phase_of)
     listing = svc.list_clusters()
     assert [c.name for c in listing.clusters] == ["a-bad", "b-fine", "c-fine"]
     flagged = listing.clusters[1]
@@ -195,21 +188,21 @@ def test_the_refresh_thread_survives_a_failure_and_reports_it_as_a_backend_error
     svc = ClusterService({"kuberay": backend}, XRaySettings(state_dir=tmp_path, cache_ttl_s=0.05, max_stale_s=30))
     assert len(svc.list_clusters().clusters) == 3
     failing = threading.Event()
-    real_safe_view = ClusterService._safe_view
+    real_view = ClusterService.view
 
-    def safe_view(self, cluster, now):
+    def view(self, cluster, now=None):
         if failing.is_set():
             raise RuntimeError("listing bug")
-        return real_safe_view(self, cluster, now)
+        return real_view(self, cluster, now)
 
-    monkeypatch.setattr(ClusterService, "_safe_view", safe_view)
+    monkeypatch.setattr(ClusterService, "view", view)
     failing.set()
     calls = backend.calls
-    assert wait_until(lambda: (svc.list_clusters(), backend.calls > calls)[1])  # stale: refreshed in the background
+    assert wait_for(lambda: (svc.list_clusters(), backend.calls > calls)[1], 10, 0.02)  # stale: refreshed in the background
     assert svc.wait_idle()
     listing = svc.list_clusters()
     assert [c.name for c in listing.clusters] == ["a-bad", "b-fine", "c-fine"]  # the last good views
     assert [(e.backend, e.message) for e in listing.errors] == [("xray", "listing failed: RuntimeError: listing bug")]
     assert "listing clusters failed" in caplog.text
     failing.clear()  # the next refresh (the listing is still stale) recovers
-    assert wait_until(lambda: svc.wait_idle() and svc.list_clusters().errors == [])
+    assert wait_for(lambda: svc.wait_idle() and svc.list_clusters().errors == [], 10, 0.02)
